@@ -1,0 +1,14 @@
+"""helpers: the shared code of the pruning and distillation notebooks.
+
+One module per idea: ``data`` (datasets as tensors), ``models`` (the networks),
+``training`` (train / evaluate), ``checkpoints`` (the trained-model cache),
+``metrics`` (size and speed), ``plots`` (figures), ``article`` (the source
+article's code, reproduced to show its errors).
+"""
+from ._util import get_device
+from .checkpoints import get_baseline, get_teacher, load_or_train
+from .data import DATASETS, Dataset, DatasetUnavailableError, batches, load_dataset
+from .models import MLP, SmallCNN, baseline_mlp, mlp, small_cnn
+from .training import evaluate, train
+
+__version__ = "0.1.0"

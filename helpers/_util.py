@@ -1,0 +1,111 @@
+"""Small shared utilities: argument checks, seeding, device choice, atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """Return ``value`` if it is an int in [low, high], else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+        high is not None and value > high
+    ):
+        upper = "inf" if high is None else str(high)
+        raise ValueError(f"{name} must be an integer in [{low}, {upper}], got {value!r}")
+    return value
+
+
+def check_float(name: str, value, low: float, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``float(value)`` if it lies in the interval, else raise ValueError."""
+    lo_b, hi_b = ("(" if low_open else "["), (")" if high_open else "]")
+    upper = "inf" if high is None else f"{high:g}"
+    allowed = f"{lo_b}{low:g}, {upper}{hi_b if high is not None else ')'}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
+    bad = (v != v or (v <= low if low_open else v < low)
+           or (high is not None and (v >= high if high_open else v > high)))
+    if bad:
+        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
+    return v
+
+
+def check_choice(name: str, value, choices) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the device to use: ``prefer`` if given, else CUDA, then MPS, then CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under ``torch.manual_seed(seed)`` without disturbing the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def cache_dir() -> Path:
+    """Folder for cached data and checkpoints.
+
+    ``$KIT_CACHE_DIR`` if set; else ``.cache/`` in the kit's checkout (an
+    editable install); else ``~/.cache/shrinking-nets``.
+    """
+    env = os.environ.get("KIT_CACHE_DIR")
+    if env:
+        path = Path(env)
+    elif (_REPO_ROOT / "pyproject.toml").exists() and os.access(_REPO_ROOT, os.W_OK):
+        path = _REPO_ROOT / ".cache"
+    else:
+        path = Path.home() / ".cache" / "shrinking-nets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    A reader never sees a half-written file, and a failure leaves nothing behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically (temporary file, then rename)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -1,0 +1,122 @@
+"""A checkpoint cache for trained models, keyed by their full configuration.
+
+``load_or_train`` returns a cached model when a checkpoint with the same key
+exists, and trains (then saves) one otherwise. The key is a hash of everything
+that determines the weights: model config, dataset, training recipe, seed. A
+file is written atomically (temporary file, then rename); a corrupt or stale
+file is detected, reported with a warning, and replaced by a fresh training.
+
+``get_baseline`` and ``get_teacher`` are the two models every notebook shares.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ._util import atomic_torch_save, cache_dir, check_int, get_device
+from .data import Dataset, load_dataset
+from .models import baseline_mlp, small_cnn
+from .training import evaluate, train
+
+FORMAT = 1
+
+# The recipes: what the notebooks call "the baseline" and "the teacher".
+BASELINE_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
+TEACHER_RECIPE = {"epochs": 8, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
+
+
+def config_key(config: dict) -> str:
+    """Return a stable hash (hex) of a JSON-serialisable configuration dict."""
+    blob = json.dumps({"format": FORMAT, **config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def checkpoint_path(name: str, config: dict):
+    """Where the checkpoint of ``name`` under ``config`` lives in the cache."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"name must be non-empty and use only letters, digits, '-' and '_', got {name!r}")
+    return cache_dir() / "checkpoints" / f"{name}-{config_key(config)[:16]}.pt"
+
+
+def _read(path, key: str, model: nn.Module, device) -> dict | None:
+    """Load a checkpoint into ``model``; return its record, or None (with a warning)."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+            raise ValueError("unknown checkpoint format")
+        if ckpt.get("key") != key:
+            raise ValueError("its configuration differs from the one asked for (stale)")
+        model.load_state_dict(ckpt["state_dict"])
+        return ckpt["record"]
+    except Exception as exc:
+        warnings.warn(f"checkpoint {path.name} could not be used ({exc}); training again",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
+def load_or_train(name: str, config: dict, build: Callable[[], nn.Module],
+                  fit: Callable[[nn.Module], dict], *, device=None) -> tuple[nn.Module, dict]:
+    """Return ``(model, record)``, from the cache if possible.
+
+    ``config`` must hold everything that determines the trained weights.
+    ``build()`` returns a fresh model; ``fit(model)`` trains it in place and
+    returns a JSON-like record (numbers, strings, lists, dicts) that is stored
+    with the weights. ``record["cached"]`` says whether the cache was used.
+    """
+    device = get_device(device)
+    path = checkpoint_path(name, config)
+    key = config_key(config)
+    model = build().to(device)
+    record = _read(path, key, model, device) if path.exists() else None
+    if record is not None:
+        model.eval()
+        return model, {**record, "cached": True}
+    model = build().to(device)  # fresh: a failed load may have left weights half-set
+    record = fit(model)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "key": key, "config": config,
+                       "state_dict": state, "record": record}, path)
+    model.eval()
+    return model, {**record, "cached": False}
+
+
+def _train_record(model, data, recipe, seed, progress) -> dict:
+    history = train(model, data, seed=seed, progress=progress, evaluate_each_epoch=False, **recipe)
+    ev = evaluate(model, data.X_test, data.y_test)
+    return {"history": history, "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
+            "train_seconds": sum(r["seconds"] for r in history)}
+
+
+def get_baseline(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
+                 device=None) -> tuple[nn.Module, dict]:
+    """Return ``(net, record)``: the article's 784-128-10 MLP trained with
+    ``BASELINE_RECIPE`` on ``data`` (default: ``load_dataset()``), cached.
+
+    ``record`` has ``test_accuracy``, ``test_loss``, ``history``, ``train_seconds``
+    and ``cached``. Each call returns a new model object, so changing it never
+    changes the cached baseline.
+    """
+    check_int("seed", seed, 0)
+    data = load_dataset() if data is None else data
+    config = {"model": baseline_mlp(seed=seed).config, "data": data.name,
+              "recipe": BASELINE_RECIPE, "seed": seed}
+    return load_or_train("baseline", config, lambda: baseline_mlp(seed=seed),
+                         lambda m: _train_record(m, data, BASELINE_RECIPE, seed, progress),
+                         device=device)
+
+
+def get_teacher(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
+                device=None) -> tuple[nn.Module, dict]:
+    """Return ``(teacher, record)``: the small CNN trained with ``TEACHER_RECIPE``, cached."""
+    check_int("seed", seed, 0)
+    data = load_dataset() if data is None else data
+    config = {"model": small_cnn(seed=seed).config, "data": data.name,
+              "recipe": TEACHER_RECIPE, "seed": seed}
+    return load_or_train("teacher", config, lambda: small_cnn(seed=seed),
+                         lambda m: _train_record(m, data, TEACHER_RECIPE, seed, progress),
+                         device=device)

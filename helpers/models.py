@@ -1,0 +1,109 @@
+"""The kit's networks: the source article's 784-128-10 MLP, wider/narrower MLPs,
+and a small CNN that later serves as the distillation teacher.
+
+Layer names follow the article (``fc1``, ``fc2``, ...) so that code like
+``net.fc1.weight`` reads the same in the notebooks as in the article.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ._util import check_int, seeded
+
+IN_FEATURES = 28 * 28
+NUM_CLASSES = 10
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network: 784 -> hidden... -> 10, layers fc1, fc2, ..."""
+
+    def __init__(self, hidden: Sequence[int] = (128,), in_features: int = IN_FEATURES,
+                 num_classes: int = NUM_CLASSES):
+        super().__init__()
+        hidden = tuple(hidden)
+        check_int("in_features", in_features, 1)
+        check_int("num_classes", num_classes, 2)
+        for h in hidden:
+            check_int("hidden size", h, 1)
+        self.hidden = hidden
+        sizes = (in_features, *hidden, num_classes)
+        for i in range(len(sizes) - 1):
+            setattr(self, f"fc{i + 1}", nn.Linear(sizes[i], sizes[i + 1]))
+        self.num_layers = len(sizes) - 1
+
+    def layers(self) -> list[nn.Linear]:
+        """The linear layers in order: [fc1, fc2, ...]."""
+        return [getattr(self, f"fc{i + 1}") for i in range(self.num_layers)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)  # (B, 1, 28, 28) -> (B, 784)
+        *hidden, last = self.layers()
+        for fc in hidden:
+            x = torch.relu(fc(x))
+        return last(x)  # (B, num_classes) logits
+
+    @property
+    def config(self) -> dict:
+        return {"type": "MLP", "in_features": self.fc1.in_features,
+                "hidden": list(self.hidden), "num_classes": self.layers()[-1].out_features}
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 conv blocks (with max-pooling) and two linear layers."""
+
+    def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 128,
+                 num_classes: int = NUM_CLASSES):
+        super().__init__()
+        c1, c2 = channels
+        for n, v in (("channels[0]", c1), ("channels[1]", c2), ("hidden", hidden)):
+            check_int(n, v, 1)
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.fc1 = nn.Linear(c2 * 7 * 7, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)  # (B, c1, 14, 14)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)  # (B, c2, 7, 7)
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))        # (B, hidden)
+        return self.fc2(x)                                    # (B, 10) logits
+
+    @property
+    def config(self) -> dict:
+        return {"type": "SmallCNN", "channels": [self.conv1.out_channels, self.conv2.out_channels],
+                "hidden": self.fc1.out_features, "num_classes": self.fc2.out_features}
+
+
+def mlp(hidden: Sequence[int] | int = 128, *, seed: int = 0) -> MLP:
+    """Return a freshly initialised MLP; ``hidden`` is one size or a sequence of sizes."""
+    check_int("seed", seed, 0)
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not hidden:
+        raise ValueError("hidden must name at least one hidden layer size, got ()")
+    with seeded(seed):
+        return MLP(hidden)
+
+
+def baseline_mlp(*, seed: int = 0) -> MLP:
+    """Return the source article's network: 784-128-10, layers ``fc1`` and ``fc2``."""
+    return mlp(128, seed=seed)
+
+
+def small_cnn(*, seed: int = 0, channels: tuple[int, int] = (16, 32), hidden: int = 128) -> SmallCNN:
+    """Return a freshly initialised :class:`SmallCNN` (the distillation teacher)."""
+    check_int("seed", seed, 0)
+    with seeded(seed):
+        return SmallCNN(tuple(channels), hidden)
+
+
+def build(config: dict, *, seed: int = 0) -> nn.Module:
+    """Rebuild a model from its ``config`` dict (as stored in a checkpoint)."""
+    kind = config.get("type")
+    if kind == "MLP":
+        return mlp(config["hidden"], seed=seed)
+    if kind == "SmallCNN":
+        return small_cnn(seed=seed, channels=tuple(config["channels"]), hidden=config["hidden"])
+    raise ValueError(f"config['type'] must be 'MLP' or 'SmallCNN', got {kind!r}")

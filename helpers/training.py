@@ -1,0 +1,131 @@
+"""One training loop and one evaluation for every notebook.
+
+``train`` optimises cross-entropy, optionally plus an L1 or L2 penalty on the
+weights of the linear and convolutional layers:
+
+    L1:  L = CE + lam * sum |w|        L2:  L = CE + lam * sum w^2
+
+Data stay in memory; each step takes an index slice (see ``data.batches``).
+Under a fixed ``seed`` the shuffling, and so the result, repeats exactly on the
+same machine.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._util import check_choice, check_float, check_int, get_device
+from .data import Dataset, batches
+
+OPTIMIZERS = ("sgd", "adam")
+PENALTIES = (None, "l1", "l2")
+
+
+def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weight tensors a penalty acts on: those of Linear and Conv2d layers."""
+    return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
+    """Return sum |w| (``kind="l1"``) or sum w^2 (``kind="l2"``) over the weights."""
+    check_choice("kind", kind, ("l1", "l2"))
+    ws = penalized_weights(model)
+    if kind == "l1":
+        return sum(w.abs().sum() for w in ws)
+    return sum(w.pow(2).sum() for w in ws)
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.0):
+    """Return an SGD or Adam optimiser over the model's trainable parameters."""
+    check_choice("optimizer", name, OPTIMIZERS)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    return torch.optim.Adam(params, lr=lr)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
+             batch_size: int = 1000) -> dict:
+    """Return ``{"accuracy": fraction correct, "loss": mean cross-entropy}`` on (X, y).
+
+    The model is put in eval mode for the pass and its mode restored afterwards.
+    """
+    check_int("batch_size", batch_size, 1)
+    if len(X) == 0:
+        raise ValueError("X must hold at least one sample, got 0")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct, loss = 0, 0.0
+    try:
+        for xb, yb in batches(X, y, batch_size):
+            out = model(xb.to(device))
+            yb = yb.to(device)
+            loss += F.cross_entropy(out, yb, reduction="sum").item()
+            correct += (out.argmax(1) == yb).sum().item()
+    finally:
+        model.train(was_training)
+    return {"accuracy": correct / len(X), "loss": loss / len(X)}
+
+
+def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3,
+          optimizer: str = "adam", batch_size: int = 64, momentum: float = 0.0,
+          penalty: str | None = None, lam: float = 0.0, seed: int = 0,
+          evaluate_each_epoch: bool = True, progress: bool = True,
+          device: str | torch.device | None = None) -> list[dict]:
+    """Train ``model`` in place on ``data``'s training split; return the history.
+
+    ``epochs`` >= 1; ``lr`` > 0; ``optimizer`` is ``"sgd"`` (with ``momentum`` in
+    [0, 1)) or ``"adam"``; ``penalty`` is ``None``, ``"l1"`` or ``"l2"`` with
+    weight ``lam`` >= 0. The history holds one dict per epoch: ``epoch``,
+    ``train_loss`` (mean cross-entropy, penalty excluded), ``seconds`` and, when
+    ``evaluate_each_epoch``, ``test_accuracy`` and ``test_loss``. The model ends
+    on ``device`` (default: CUDA, MPS or CPU, whichever is present).
+    """
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a helpers.data.Dataset, got {type(data).__name__}")
+    check_int("epochs", epochs, 1)
+    check_float("lr", lr, 0.0, low_open=True)
+    check_int("batch_size", batch_size, 1)
+    check_float("momentum", momentum, 0.0, 1.0, high_open=True)
+    check_choice("penalty", penalty, PENALTIES)
+    check_float("lam", lam, 0.0)
+    check_int("seed", seed, 0)
+    if penalty is None and lam != 0:
+        raise ValueError(f"lam must be 0 when penalty is None, got {lam!r}")
+
+    device = get_device(device)
+    model.to(device)
+    data = data.to(device)
+    opt = make_optimizer(model, optimizer, lr, momentum)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        start = time.perf_counter()
+        total = torch.zeros((), device=device)
+        for xb, yb in batches(data.X_train, data.y_train, batch_size, shuffle=True, generator=gen):
+            opt.zero_grad(set_to_none=True)
+            ce = F.cross_entropy(model(xb), yb)
+            loss = ce + lam * weight_penalty(model, penalty) if penalty else ce
+            loss.backward()
+            opt.step()
+            total += ce.detach() * len(yb)
+        row = {"epoch": epoch, "train_loss": total.item() / len(data.X_train),
+               "seconds": time.perf_counter() - start}
+        if evaluate_each_epoch:
+            ev = evaluate(model, data.X_test, data.y_test)
+            row.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{ev['accuracy']:.3f}")
+        history.append(row)
+    bar.close()
+    model.eval()
+    return history
