@@ -3,11 +3,14 @@
 One module per idea: ``data`` (datasets as tensors), ``models`` (the networks),
 ``training`` (train / evaluate), ``checkpoints`` (the trained-model cache),
 ``metrics`` (size and speed), ``plots`` (figures), ``article`` (the source
-article's code, reproduced to show its errors).
+article's code, reproduced to show its errors), ``exercises`` (self-checks).
 """
+from . import article, checkpoints, data, exercises, metrics, models, plots, training
 from ._util import get_device
 from .checkpoints import get_baseline, get_teacher, load_or_train
+from .checkpoints import BASELINE_RECIPE, TEACHER_RECIPE
 from .data import DATASETS, Dataset, DatasetUnavailableError, batches, load_dataset
+from .exercises import check
 from .models import MLP, SmallCNN, baseline_mlp, mlp, small_cnn
 from .training import evaluate, train
 

@@ -86,7 +86,7 @@ def load_or_train(name: str, config: dict, build: Callable[[], nn.Module],
 
 
 def _train_record(model, data, recipe, seed, progress) -> dict:
-    history = train(model, data, seed=seed, progress=progress, evaluate_each_epoch=False, **recipe)
+    history = train(model, data, seed=seed, progress=progress, **recipe)
     ev = evaluate(model, data.X_test, data.y_test)
     return {"history": history, "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
             "train_seconds": sum(r["seconds"] for r in history)}
