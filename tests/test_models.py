@@ -1,0 +1,168 @@
+"""Tests for helpers.models: shapes, parameter counts, forward pass, seeding, build."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from helpers.models import MLP, SmallCNN, baseline_mlp, build, mlp, small_cnn
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_baseline_layers_and_parameter_count():
+    net = baseline_mlp()
+    assert isinstance(net, MLP)
+    assert (net.fc1.in_features, net.fc1.out_features) == (784, 128)
+    assert (net.fc2.in_features, net.fc2.out_features) == (128, 10)
+    assert net.fc1.weight.shape == (128, 784) and net.fc1.bias.shape == (128,)
+    assert net.fc2.weight.shape == (10, 128) and net.fc2.bias.shape == (10,)
+    assert not hasattr(net, "fc3")
+    # fc1: 784*128 weights + 128 biases; fc2: 128*10 weights + 10 biases
+    expected = 784 * 128 + 128 + 128 * 10 + 10
+    assert expected == 101_770
+    assert n_params(net) == expected
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (5, 784), (1, 1, 28, 28)])
+def test_baseline_output_shape(shape):
+    net = baseline_mlp()
+    out = net(torch.randn(*shape))
+    assert out.shape == (shape[0], 10)
+
+
+def test_mlp_with_two_hidden_layers_has_three_layers():
+    net = mlp([64, 32])
+    assert [(fc.in_features, fc.out_features) for fc in net.layers()] == [(784, 64), (64, 32), (32, 10)]
+    assert net.fc1.weight.shape == (64, 784)
+    assert net.fc2.weight.shape == (32, 64)
+    assert net.fc3.weight.shape == (10, 32)
+    assert not hasattr(net, "fc4")
+    assert n_params(net) == 784 * 64 + 64 + 64 * 32 + 32 + 32 * 10 + 10
+    assert net(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_mlp_single_int_hidden():
+    net = mlp(16)
+    assert [(fc.in_features, fc.out_features) for fc in net.layers()] == [(784, 16), (16, 10)]
+
+
+def test_baseline_forward_equals_hand_computation():
+    net = baseline_mlp(seed=3)
+    x = torch.randn(7, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    flat = x.reshape(7, 784)
+    W1, b1 = net.fc1.weight.detach(), net.fc1.bias.detach()
+    W2, b2 = net.fc2.weight.detach(), net.fc2.bias.detach()
+    want = torch.clamp(flat @ W1.T + b1, min=0) @ W2.T + b2
+    with torch.no_grad():
+        got = net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_deep_mlp_forward_equals_hand_computation():
+    net = mlp([64, 32], seed=1)
+    x = torch.randn(4, 784, generator=torch.Generator().manual_seed(1))
+    W = [(fc.weight.detach(), fc.bias.detach()) for fc in (net.fc1, net.fc2, net.fc3)]
+    h = torch.clamp(x @ W[0][0].T + W[0][1], min=0)
+    h = torch.clamp(h @ W[1][0].T + W[1][1], min=0)
+    want = h @ W[2][0].T + W[2][1]
+    with torch.no_grad():
+        got = net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda s: baseline_mlp(seed=s),
+    lambda s: mlp([20, 10], seed=s),
+    lambda s: small_cnn(seed=s, channels=(4, 8), hidden=16),
+], ids=["baseline", "mlp", "cnn"])
+def test_same_seed_same_weights_other_seed_other_weights(factory):
+    a, b, c = factory(5), factory(5), factory(6)
+    assert same_weights(a, b)
+    sa, sc = a.state_dict(), c.state_dict()
+    assert all(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: baseline_mlp(seed=2),
+    lambda: mlp([8, 8], seed=0),
+    lambda: small_cnn(seed=1),
+    lambda: build({"type": "MLP", "hidden": [12]}, seed=4),
+], ids=["baseline", "mlp", "cnn", "build"])
+def test_building_does_not_touch_the_global_rng(factory):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state().clone()
+    factory()
+    assert torch.equal(torch.get_rng_state(), before)
+    # and so the next global draw is the one the seed promises
+    expected = torch.rand(3, generator=torch.Generator().manual_seed(1234))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (6, 1, 28, 28)])
+def test_small_cnn_output_shape(shape):
+    net = small_cnn()
+    assert isinstance(net, SmallCNN)
+    assert net(torch.randn(*shape)).shape == (shape[0], 10)
+
+
+def test_small_cnn_layer_shapes():
+    net = small_cnn(channels=(4, 6), hidden=20)
+    assert net.conv1.weight.shape == (4, 1, 3, 3)
+    assert net.conv2.weight.shape == (6, 4, 3, 3)
+    assert net.fc1.weight.shape == (20, 6 * 7 * 7)
+    assert net.fc2.weight.shape == (10, 20)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: baseline_mlp(seed=7),
+    lambda: mlp([30, 20, 10], seed=7),
+    lambda: small_cnn(seed=7),
+    lambda: small_cnn(seed=7, channels=(3, 5), hidden=9),
+], ids=["baseline", "mlp3", "cnn", "cnn-small"])
+def test_build_recreates_architecture_and_weights(factory):
+    model = factory()
+    rebuilt = build(model.config, seed=7)
+    assert type(rebuilt) is type(model)
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
+        {k: v.shape for k, v in model.state_dict().items()}
+    assert same_weights(rebuilt, model)
+    other = build(model.config, seed=8)
+    assert not same_weights(other, model)
+
+
+def test_config_round_trips_through_json():
+    import json
+
+    for model in (baseline_mlp(), mlp([5, 6]), small_cnn(channels=(2, 3), hidden=4)):
+        cfg = json.loads(json.dumps(model.config))
+        assert build(cfg).config == model.config
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda: mlp(0), "hidden"),
+    (lambda: mlp([16, 0]), "hidden"),
+    (lambda: mlp(-4), "hidden"),
+    (lambda: mlp([]), "hidden"),
+    (lambda: mlp(16, seed=-1), "seed"),
+    (lambda: baseline_mlp(seed=-1), "seed"),
+    (lambda: small_cnn(seed=-1), "seed"),
+    (lambda: small_cnn(hidden=0), "hidden"),
+    (lambda: small_cnn(channels=(0, 4)), "channels"),
+    (lambda: build({"type": "Transformer"}), "type"),
+    (lambda: build({}), "type"),
+], ids=["hidden0", "hidden-list-0", "hidden-neg", "hidden-empty", "mlp-seed", "baseline-seed",
+        "cnn-seed", "cnn-hidden", "cnn-channels", "build-type", "build-missing-type"])
+def test_bad_arguments_raise_value_error(call, word):
+    with pytest.raises(ValueError, match=word):
+        call()

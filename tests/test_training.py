@@ -1,0 +1,226 @@
+"""Tests for helpers.training: learning, determinism, evaluate, penalties, one SGD
+step against a hand-made reference, the history, and argument checks."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.data import Dataset
+from helpers.models import baseline_mlp, mlp, small_cnn
+from helpers.training import evaluate, train, weight_penalty
+
+CPU = "cpu"
+
+
+def synthetic(n_train=48, n_test=24, seed=0) -> Dataset:
+    """A small learnable task: the label is the argmax of a fixed linear map."""
+    g = torch.Generator().manual_seed(seed)
+    R = torch.randn(784, 10, generator=g)
+    X = torch.randn(n_train + n_test, 1, 28, 28, generator=g)
+    y = (X.reshape(len(X), -1) @ R).argmax(1)
+    return Dataset("synthetic", X[:n_train], y[:n_train], X[n_train:], y[n_train:],
+                   tuple(str(i) for i in range(10)), 0.0, 1.0)
+
+
+def subset(data: Dataset, n_train: int, n_test: int) -> Dataset:
+    return Dataset("subset", data.X_train[:n_train], data.y_train[:n_train],
+                   data.X_test[:n_test], data.y_test[:n_test], data.classes, data.mean, data.std)
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- learning ------------------------------------------------------------------
+
+def test_training_reduces_loss_and_reaches_good_accuracy(embedded):
+    net = baseline_mlp(seed=0)
+    before = evaluate(net, embedded.X_train, embedded.y_train)
+    history = train(net, embedded, epochs=3, seed=0, progress=False, device=CPU)
+    after_train = evaluate(net, embedded.X_train, embedded.y_train)
+    after_test = evaluate(net, embedded.X_test, embedded.y_test)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert after_train["loss"] < 0.5 * before["loss"]
+    assert after_test["accuracy"] > 0.85
+    assert history[-1]["test_accuracy"] > 0.85
+
+
+def test_same_seed_is_bitwise_reproducible_and_other_seed_differs(embedded):
+    data = subset(embedded, 600, 100)
+    runs = {}
+    for tag, seed in (("a", 3), ("b", 3), ("c", 4)):
+        net = baseline_mlp(seed=0)
+        hist = train(net, data, epochs=2, batch_size=32, seed=seed, progress=False, device=CPU)
+        runs[tag] = (state(net), [r["train_loss"] for r in hist],
+                     [r["test_loss"] for r in hist])
+    (sa, la, ta), (sb, lb, tb), (sc, lc, _) = runs["a"], runs["b"], runs["c"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert la == lb and ta == tb
+    assert not torch.equal(sa["fc1.weight"], sc["fc1.weight"])
+    assert la != lc
+
+
+# --- evaluate --------------------------------------------------------------------
+
+def _dropout_net():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(),
+                             nn.Dropout(0.5), nn.Linear(32, 10))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("bs", [7, 1000])
+def test_evaluate_matches_hand_computation_and_restores_mode(mode, bs):
+    net = _dropout_net()
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(50, 1, 28, 28, generator=g)
+    net.eval()
+    with torch.no_grad():
+        logits = net(X)  # dropout off: what evaluate must see
+    # half the labels agree with the network, half are random: accuracy in (0, 1)
+    y = torch.where(torch.arange(50) % 2 == 0, logits.argmax(1),
+                    torch.randint(0, 10, (50,), generator=g))
+    want_acc = (logits.argmax(1) == y).sum().item() / 50
+    want_loss = (-torch.log_softmax(logits.double(), 1).gather(1, y[:, None])).mean().item()
+    assert 0 < want_acc < 1
+
+    net.train(mode == "train")
+    got = evaluate(net, X, y, batch_size=bs)
+    assert net.training == (mode == "train")
+    assert got["accuracy"] == want_acc
+    assert got["loss"] == pytest.approx(want_loss, rel=1e-5)
+
+
+def test_evaluate_rejects_empty_and_bad_batch_size():
+    net = baseline_mlp()
+    with pytest.raises(ValueError, match="X"):
+        evaluate(net, torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(net, torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), batch_size=0)
+
+
+# --- penalties -------------------------------------------------------------------
+
+def test_weight_penalty_is_sum_over_weights_only():
+    net = baseline_mlp(seed=2)
+    W1, W2 = net.fc1.weight.detach(), net.fc2.weight.detach()
+    l1 = W1.abs().sum() + W2.abs().sum()
+    l2 = (W1 * W1).sum() + (W2 * W2).sum()
+    torch.testing.assert_close(weight_penalty(net, "l1").detach(), l1)
+    torch.testing.assert_close(weight_penalty(net, "l2").detach(), l2)
+    # biases are excluded: adding them would change the value noticeably
+    with_bias = l1 + net.fc1.bias.detach().abs().sum() + net.fc2.bias.detach().abs().sum()
+    assert abs(with_bias.item() - weight_penalty(net, "l1").item()) > 0.1
+
+
+def test_weight_penalty_covers_conv_and_linear_weights():
+    net = small_cnn(seed=0, channels=(2, 3), hidden=5)
+    ws = [net.conv1.weight, net.conv2.weight, net.fc1.weight, net.fc2.weight]
+    want = sum(w.detach().pow(2).sum() for w in ws)
+    torch.testing.assert_close(weight_penalty(net, "l2").detach(), want)
+
+
+def test_weight_penalty_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="kind"):
+        weight_penalty(baseline_mlp(), "l3")
+
+
+def test_l1_penalty_makes_weights_sparse(embedded):
+    def near_zero_fraction(penalty, lam):
+        net = baseline_mlp(seed=0)
+        train(net, embedded, epochs=3, seed=0, penalty=penalty, lam=lam,
+              evaluate_each_epoch=False, progress=False, device=CPU)
+        return (net.fc1.weight.detach().abs() < 1e-3).float().mean().item()
+
+    plain = near_zero_fraction(None, 0.0)
+    l1 = near_zero_fraction("l1", 1e-3)
+    l2 = near_zero_fraction("l2", 1e-2)  # ten times the weight, still few zeros
+    assert l1 > 0.3
+    assert l1 > 5 * plain
+    assert l1 > 2 * l2
+
+
+# --- one SGD step against a hand-made reference ----------------------------------
+
+@pytest.mark.parametrize("penalty, lam", [(None, 0.0), ("l2", 0.05), ("l1", 0.01)])
+def test_one_full_batch_sgd_step_matches_hand_computation(penalty, lam):
+    data = synthetic(n_train=48, n_test=24)
+    net = mlp(16, seed=0)
+    ref = copy.deepcopy(net)
+    lr = 0.3
+
+    hist = train(net, data, epochs=1, lr=lr, optimizer="sgd", batch_size=len(data.X_train),
+                 penalty=penalty, lam=lam, seed=0, progress=False, device=CPU)
+
+    params = dict(ref.named_parameters())
+    ce = F.cross_entropy(ref(data.X_train), data.y_train)
+    grads = dict(zip(params, torch.autograd.grad(ce, list(params.values()))))
+    for name, p in params.items():
+        W, g = p.detach(), grads[name]
+        if name.endswith("weight") and penalty == "l2":
+            g = g + 2 * lam * W
+        elif name.endswith("weight") and penalty == "l1":
+            g = g + lam * torch.sign(W)
+        want = W - lr * g
+        torch.testing.assert_close(net.state_dict()[name], want, rtol=0, atol=1e-6)
+    # the reported train loss is the cross-entropy of the weights before the step
+    assert hist[0]["train_loss"] == pytest.approx(ce.item(), rel=1e-5)
+
+
+# --- history -----------------------------------------------------------------------
+
+def test_history_rows_and_keys():
+    data = synthetic()
+    net = mlp(8, seed=0)
+    net.train()
+    hist = train(net, data, epochs=3, batch_size=16, progress=False, device=CPU)
+    assert len(hist) == 3
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+    for r in hist:
+        assert set(r) == {"epoch", "train_loss", "seconds", "test_accuracy", "test_loss"}
+        assert r["seconds"] >= 0 and r["train_loss"] > 0
+        assert 0 <= r["test_accuracy"] <= 1
+    assert not net.training  # the model ends in eval mode
+    ev = evaluate(net, data.X_test, data.y_test)
+    assert hist[-1]["test_accuracy"] == ev["accuracy"]
+    assert hist[-1]["test_loss"] == pytest.approx(ev["loss"], rel=1e-6)
+
+
+def test_history_without_evaluation():
+    hist = train(mlp(8), synthetic(), epochs=2, batch_size=16, evaluate_each_epoch=False,
+                 progress=False, device=CPU)
+    assert len(hist) == 2
+    assert all(set(r) == {"epoch", "train_loss", "seconds"} for r in hist)
+
+
+# --- argument checks -----------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 1.5}, "epochs"),
+    ({"lr": 0}, "lr"),
+    ({"lr": -1}, "lr"),
+    ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"penalty": "l3"}, "penalty"),
+    ({"penalty": "l1", "lam": -0.1}, "lam"),
+    ({"lam": 0.1}, "lam"),
+    ({"optimizer": "sgd", "momentum": 1.0}, "momentum"),
+    ({"optimizer": "sgd", "momentum": -0.1}, "momentum"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"seed": -1}, "seed"),
+], ids=["epochs0", "epochs-float", "lr0", "lr-neg", "optimizer", "penalty", "lam-neg",
+        "lam-without-penalty", "momentum1", "momentum-neg", "batch_size0", "seed-neg"])
+def test_bad_arguments_raise_value_error_naming_them(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        train(mlp(4), synthetic(), progress=False, device=CPU, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [None, (1, 2), "embedded"])
+def test_data_must_be_a_dataset(bad):
+    with pytest.raises(ValueError, match="data"):
+        train(mlp(4), bad, progress=False, device=CPU)
