@@ -15,3 +15,11 @@ from .models import MLP, SmallCNN, baseline_mlp, mlp, small_cnn
 from .training import evaluate, train
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "article", "checkpoints", "data", "exercises", "metrics", "models", "plots", "training",
+    "get_device", "get_baseline", "get_teacher", "load_or_train", "BASELINE_RECIPE",
+    "TEACHER_RECIPE", "DATASETS", "Dataset", "DatasetUnavailableError", "batches",
+    "load_dataset", "check", "MLP", "SmallCNN", "baseline_mlp", "mlp", "small_cnn",
+    "evaluate", "train",
+]

@@ -265,7 +265,7 @@ def _batches(X, y, batch_size, shuffle, generator):
         order = torch.randperm(n, generator=generator).to(X.device)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            yield X[idx], y[idx]
+            yield X.index_select(0, idx), y.index_select(0, idx)
     else:
         for i in range(0, n, batch_size):
             yield X[i:i + batch_size], y[i:i + batch_size]
