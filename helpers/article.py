@@ -98,6 +98,7 @@ class PerSampleMNIST(torch.utils.data.Dataset):
 def train_as_written(net: nn.Module, loader, *, epochs: int = 10, lr: float = 0.01) -> nn.Module:
     """Train ``net`` in place with the article's loop (SGD, per-sample loader)."""
     check_int("epochs", epochs, 1)
+    check_float("lr", lr, 0.0, low_open=True)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     for _ in range(epochs):
@@ -123,7 +124,8 @@ def accuracy_as_written(net: nn.Module, loader) -> float:
 
 def per_sample_loader(images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 64,
                       shuffle: bool = True, seed: int = 0) -> torch.utils.data.DataLoader:
-    """The article's ``DataLoader`` over uint8 images (N, 28, 28)."""
+    """The article's ``DataLoader`` over uint8 images (N, 28, 28); ``batch_size`` >= 1."""
+    check_int("batch_size", batch_size, 1)
     gen = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(PerSampleMNIST(images, labels), batch_size=batch_size,
                                        shuffle=shuffle, generator=gen)

@@ -204,7 +204,7 @@ def _download(cls, name, root: Path, timeout: float) -> None:
     """Download ``cls``'s files into ``root``: all of them, or none."""
     if not _reachable(cls.mirrors, timeout):
         raise DatasetUnavailableError(_offline_message(
-            name, f"no mirror answered within {timeout:g} s"))
+            name, f"no download mirror could be reached within {timeout:g} s"))
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     old_timeout = socket.getdefaulttimeout()

@@ -16,8 +16,9 @@ def check(answer, expected, *, rel_tol: float = 0.0, abs_tol: float = 0.0,
         raise ValueError(f"rel_tol and abs_tol must be >= 0, got {rel_tol!r}, {abs_tol!r}")
     if answer is None:
         return "Not answered yet: replace None with your answer and run the cell again."
-    if isinstance(expected, (int, float)) and isinstance(answer, (int, float)) \
-            and not isinstance(answer, bool):
+    if isinstance(answer, bool) != isinstance(expected, bool):
+        ok = False  # True is not the count 1
+    elif isinstance(expected, (int, float)) and isinstance(answer, (int, float)):
         ok = math.isclose(answer, expected, rel_tol=rel_tol, abs_tol=abs_tol)
     else:
         ok = answer == expected

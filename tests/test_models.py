@@ -166,3 +166,42 @@ def test_config_round_trips_through_json():
 def test_bad_arguments_raise_value_error(call, word):
     with pytest.raises(ValueError, match=word):
         call()
+
+
+# --- the source article's code, reproduced (helpers.article) --------------------------
+
+def test_article_shrink_step_scales_rows_and_zeroes_nothing():
+    from helpers import article
+
+    w = mlp(16, seed=3).fc1.weight.detach().clone()
+    before = w.clone()
+    article.shrink_step_(w, lam=0.01)
+    # the step written out: w - lam * sign(w) * |w| / max|w| per row
+    expected = before - 0.01 * torch.sign(before) * before.abs() / before.abs().amax(1, keepdim=True)
+    assert torch.allclose(w, expected, atol=1e-7)
+    assert int((w == 0).sum()) == int((before == 0).sum()) == 0
+
+
+def test_article_distillation_ignores_the_teacher(embedded):
+    from helpers import article
+
+    small = embedded.__class__(**{**embedded.__dict__, "X_train": embedded.X_train[:256],
+                                  "y_train": embedded.y_train[:256]})
+    students = [article.distill_as_written(mlp(8, seed=0), mlp(8, seed=s), small, epochs=1)
+                for s in (1, 2)]
+    for a, b in zip(students[0].parameters(), students[1].parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda a: a.shrink_step_(torch.ones(2, 2), lam=0), "lam"),
+    (lambda a: a.unused_threshold(torch.ones(2, 2), lam=-1), "lam"),
+    (lambda a: a.per_sample_loader(torch.zeros(2, 28, 28, dtype=torch.uint8),
+                                   torch.zeros(2), batch_size=0), "batch_size"),
+    (lambda a: a.train_as_written(mlp(4), [], lr=0), "lr"),
+])
+def test_article_helpers_reject_bad_arguments(call, word):
+    from helpers import article
+
+    with pytest.raises(ValueError, match=word):
+        call(article)
