@@ -2,10 +2,12 @@
 
 One module per idea: ``data`` (datasets as tensors), ``models`` (the networks),
 ``training`` (train / evaluate), ``checkpoints`` (the trained-model cache),
-``metrics`` (size and speed), ``plots`` (figures), ``article`` (the source
-article's code, reproduced to show its errors), ``exercises`` (self-checks).
+``metrics`` (size and speed), ``plots`` (figures), ``pruning`` (every pruning
+method), ``widgets`` (the sliders), ``article`` (the source article's code,
+reproduced to show its errors), ``exercises`` (self-checks).
 """
-from . import article, checkpoints, data, exercises, metrics, models, plots, training
+from . import (article, checkpoints, data, exercises, metrics, models, plots, pruning,
+               training, widgets)
 from ._util import get_device
 from .checkpoints import get_baseline, get_teacher, load_or_train
 from .checkpoints import BASELINE_RECIPE, TEACHER_RECIPE
@@ -17,7 +19,8 @@ from .training import evaluate, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "article", "checkpoints", "data", "exercises", "metrics", "models", "plots", "training",
+    "article", "checkpoints", "data", "exercises", "metrics", "models", "plots", "pruning",
+    "training", "widgets",
     "get_device", "get_baseline", "get_teacher", "load_or_train", "BASELINE_RECIPE",
     "TEACHER_RECIPE", "DATASETS", "Dataset", "DatasetUnavailableError", "batches",
     "load_dataset", "check", "MLP", "SmallCNN", "baseline_mlp", "mlp", "small_cnn",

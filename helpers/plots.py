@@ -82,3 +82,126 @@ def training_curves(history: Sequence[Mapping], *, title: str | None = None) -> 
     if title:
         fig.suptitle(title)
     return fig
+
+
+def regularisation_view(rows: Sequence[Mapping], lam: float, *, label: str = "L1",
+                        near_zero: float = 1e-3, reference: torch.Tensor | None = None) -> Figure:
+    """Left: fc1's weights at the λ nearest ``lam`` (and, faint, the unregularised
+    ``reference``); right: test accuracy and near-zero share against λ.
+
+    ``rows`` come from ``pruning.regularisation_sweep`` (keys lam, accuracy,
+    near_zero, weights).
+    """
+    row = nearest_row(rows, "lam", lam, log=True)
+    fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
+    ax_h, ax_c = fig.subplots(1, 2)
+    w = row["weights"].flatten().numpy()
+    lim = max(float(abs(w).max()), 1e-6)
+    if reference is not None:
+        lim = max(lim, reference.abs().max().item())
+    bins = torch.linspace(-lim, lim, 121).numpy()
+    if reference is not None:
+        ax_h.hist(reference.flatten().cpu().numpy(), bins=bins, color="0.7", label="λ = 0")
+    ax_h.hist(w, bins=bins, color="tab:blue", alpha=0.85, label=f"{label}, λ = {row['lam']:.0e}")
+    ax_h.set_yscale("log")
+    ax_h.set(xlabel="fc1 weight value", ylabel="count (log)",
+             title=f"{row['near_zero']:.0%} of fc1 weights have |w| < {near_zero:g}")
+    ax_h.legend(fontsize=8)
+    lams = [r["lam"] for r in rows]
+    ax_c.plot(lams, [100 * r["accuracy"] for r in rows], marker="o", color="tab:green",
+              label="test accuracy (%)")
+    ax_c.plot(lams, [100 * r["near_zero"] for r in rows], marker="s", color="tab:orange",
+              label=f"|w| < {near_zero:g} (%)")
+    ax_c.axvline(row["lam"], color="k", lw=1, ls="--")
+    ax_c.set(xscale="log", xlabel=f"λ ({label} weight)", ylabel="%", ylim=(0, 100))
+    ax_c.legend(fontsize=8, loc="center left")
+    return fig
+
+
+def amount_view(grid: Sequence[Mapping], current: Mapping) -> Figure:
+    """Left: the surviving (non-zero) weights at ``current["amount"]``; right:
+    accuracy against the pruned share, with and without fine-tuning.
+
+    ``grid`` and ``current`` are rows of ``pruning.amount_sweep``.
+    """
+    fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
+    ax_h, ax_c = fig.subplots(1, 2)
+    surv = current["surviving"].flatten().numpy()
+    ax_h.hist(surv, bins=100, color="tab:blue")
+    ax_h.set(xlabel="surviving fc1 weight value", ylabel="count",
+             title=f"{current['amount']:.0%} pruned: {surv.size:,} weights left")
+    amounts = [100 * r["amount"] for r in grid]
+    ax_c.plot(amounts, [100 * r["accuracy"] for r in grid], marker="o", color="tab:red",
+              label="pruned, no fine-tuning")
+    ax_c.plot(amounts, [100 * r["accuracy_finetuned"] for r in grid], marker="s",
+              color="tab:green", label="pruned, then fine-tuned")
+    ax_c.plot([100 * current["amount"]] * 2,
+              [100 * current["accuracy"], 100 * current["accuracy_finetuned"]],
+              "k*", markersize=12, label="slider")
+    ax_c.set(xlabel="share of fc1 weights pruned (%)", ylabel="test accuracy (%)")
+    ax_c.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def nearest_row(rows: Sequence[Mapping], key: str, value: float, *, log: bool = False) -> Mapping:
+    """The row whose ``row[key]`` is nearest ``value`` (in log space if ``log``)."""
+    if not rows:
+        raise ValueError("rows must hold at least one row, got none")
+    if log:
+        import math
+
+        if value <= 0:
+            raise ValueError(f"{key} must be > 0 on a log scale, got {value!r}")
+        return min(rows, key=lambda r: abs(math.log(r[key]) - math.log(value)))
+    return min(rows, key=lambda r: abs(r[key] - value))
+
+
+def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) -> Figure:
+    """The iterative loop's tries: sparsity tried and accuracy, kept vs rolled back."""
+    if not trace:
+        raise ValueError("trace must hold at least one row, got none")
+    fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
+    ax_s, ax_a = fig.subplots(1, 2)
+    tries = range(len(trace))
+    for ax, key, scale, label in ((ax_s, "sparsity", 100, "fc1 sparsity tried (%)"),
+                                  (ax_a, "accuracy", 100, "test accuracy (%)")):
+        ax.plot(tries, [scale * r[key] for r in trace], color="0.6", lw=1)
+        for kept, marker, color, name in ((True, "o", "tab:green", "kept"),
+                                          (False, "X", "tab:red", "rolled back")):
+            pts = [(i, scale * r[key]) for i, r in enumerate(trace) if r["kept"] == kept]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, color=color, s=50, label=name, zorder=3)
+        ax.set(xlabel="try", ylabel=label)
+    if tolerance is not None:
+        ax_a.axhline(100 * (trace[0]["accuracy"] - tolerance), color="tab:red", ls="--", lw=1,
+                     label="tolerance")
+    ax_a.legend(fontsize=8)
+    return fig
+
+
+def sensitivity_curves(amounts: Sequence[float], scan: Mapping[str, Sequence[float]]) -> Figure:
+    """Test accuracy against the share pruned, one line per layer pruned alone."""
+    fig = Figure(figsize=(4.5, 3.2), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    for layer, accs in scan.items():
+        ax.plot([100 * a for a in amounts], [100 * a for a in accs], marker="o", label=layer)
+    ax.set(xlabel="share of the layer's weights pruned (%)", ylabel="test accuracy (%)",
+           title="sensitivity: one layer pruned at a time")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def gradual_curves(history: Sequence[Mapping], *, title: str | None = None) -> Figure:
+    """Sparsity (left) and test accuracy (right) per epoch of gradual pruning."""
+    if not history:
+        raise ValueError("history must hold at least one epoch, got none")
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(9, 3.0), dpi=80, layout="constrained")
+    ax_s, ax_a = fig.subplots(1, 2)
+    ax_s.plot(epochs, [100 * r["sparsity"] for r in history], marker="o", color="tab:purple")
+    ax_s.set(xlabel="epoch", ylabel="fc1 sparsity (%)", ylim=(0, 100))
+    ax_a.plot(epochs, [100 * r["test_accuracy"] for r in history], marker="o", color="tab:green")
+    ax_a.set(xlabel="epoch", ylabel="test accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    return fig

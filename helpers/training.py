@@ -12,6 +12,7 @@ same machine.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,7 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
           optimizer: str = "adam", batch_size: int = 64, momentum: float = 0.0,
           penalty: str | None = None, lam: float = 0.0, seed: int = 0,
           evaluate_each_epoch: bool = True, progress: bool = True,
+          on_epoch_end: Callable[[nn.Module, int], dict | None] | None = None,
           device: str | torch.device | None = None) -> list[dict]:
     """Train ``model`` in place on ``data``'s training split; return the history.
 
@@ -85,6 +87,11 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     ``train_loss`` (mean cross-entropy, penalty excluded), ``seconds`` and, when
     ``evaluate_each_epoch``, ``test_accuracy`` and ``test_loss``. The model ends
     on ``device`` (default: CUDA, MPS or CPU, whichever is present).
+
+    ``on_epoch_end(model, epoch)``, if given, runs after each epoch's updates and
+    before its evaluation, with the same optimiser kept across epochs (this is
+    how soft and gradual pruning re-choose their masks); a dict it returns is
+    merged into that epoch's history row.
     """
     if not isinstance(data, Dataset):
         raise ValueError(f"data must be a helpers.data.Dataset, got {type(data).__name__}")
@@ -121,6 +128,8 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
             total += ce.detach() * len(yb)
         row = {"epoch": epoch, "train_loss": total.item() / len(data.X_train),
                "seconds": time.perf_counter() - start}
+        if on_epoch_end is not None:
+            row.update(on_epoch_end(model, epoch) or {})
         if evaluate_each_epoch:
             ev = evaluate(model, data.X_test, data.y_test)
             row.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])

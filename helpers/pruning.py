@@ -1,0 +1,493 @@
+"""Pruning, built on ``torch.nn.utils.prune``.
+
+* Unstructured magnitude pruning, layer-wise or global (Han et al. 2015,
+  arXiv:1506.02626); ``make_permanent`` bakes the masks in.
+* Structured pruning of whole hidden neurons, and ``shrink``, which rebuilds a
+  physically smaller MLP with exactly the logits of the masked one.
+* The source article's iterative loop done right: prune a step, evaluate, roll
+  the step back if accuracy fell more than a tolerance, until the target.
+* Threshold pruning (after L1-regularised training).
+* Soft Filter Pruning (He et al. 2018, arXiv:1808.06866), for neurons: zeroed
+  neurons keep training and are re-chosen every epoch.
+* Gradual pruning with the cubic schedule of Zhu & Gupta (2017,
+  arXiv:1710.01878).
+* A per-layer sensitivity scan.
+
+Functions whose name ends in ``_`` change the model they are given; all others
+return a pruned copy and leave their input untouched.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ._util import check_choice, check_float, check_int
+from .data import Dataset
+from .models import MLP
+from .training import evaluate, train
+
+
+# The fine-tuning recipe after pruning: a few epochs at half the training rate.
+FINETUNE = {"epochs": 5, "lr": 5e-4, "optimizer": "adam", "batch_size": 64}
+
+
+# --- choosing layers --------------------------------------------------------
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """The model's ``nn.Linear`` layers by name, in order (e.g. fc1, fc2)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def _layers(model: nn.Module, layers: Sequence[str] | str | None) -> dict[str, nn.Linear]:
+    """Resolve layer names (None: all linear layers); unknown names raise ValueError."""
+    available = linear_layers(model)
+    if layers is None:
+        return available
+    if isinstance(layers, str):
+        layers = (layers,)
+    if not layers:
+        raise ValueError(f"layers must name at least one of {list(available)}, got none")
+    unknown = [n for n in layers if n not in available]
+    if unknown:
+        raise ValueError(f"layers must be among {list(available)}, got unknown {unknown}")
+    return {n: available[n] for n in layers}
+
+
+@torch.no_grad()
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that also works on a freshly pruned model.
+
+    A pruned layer's ``weight`` is recomputed from ``weight_orig * weight_mask``
+    at each forward pass; straight after pruning it is a non-leaf tensor that
+    ``copy.deepcopy`` refuses. It is refreshed (same values, no graph) first.
+    """
+    for module in model.modules():
+        for name, mask in list(module.named_buffers(recurse=False)):
+            if name.endswith("_mask"):
+                base = name[:-5]
+                setattr(module, base, getattr(module, base + "_orig") * mask)
+    return copy.deepcopy(model)
+
+
+def _check_amount(amount) -> float:
+    return check_float("amount", amount, 0.0, 1.0, high_open=True)
+
+
+# --- unstructured magnitude pruning -----------------------------------------
+
+def make_permanent_(model: nn.Module) -> nn.Module:
+    """Bake every pruning mask into its weight (``prune.remove``); return the model."""
+    for module in model.modules():
+        for name in [n[:-5] for n, _ in module.named_buffers(recurse=False) if n.endswith("_mask")]:
+            prune.remove(module, name)
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Return a copy of ``model`` with its masks baked into plain dense weights."""
+    return make_permanent_(clone(model))
+
+
+def is_pruned(module: nn.Module, name: str = "weight") -> bool:
+    """True if ``module.<name>`` is currently under a pruning mask."""
+    return hasattr(module, f"{name}_mask")
+
+
+def magnitude_prune_(model: nn.Module, amount: float, *, layers: Sequence[str] | str = ("fc1",),
+                     scope: str = "layer") -> nn.Module:
+    """Zero the smallest-magnitude weights of ``layers`` in place; return the model.
+
+    ``amount`` in [0, 1) is the fraction of weights that are zero afterwards,
+    counting weights an earlier mask already removed. ``scope="layer"`` applies
+    it to each layer, ``"global"`` to all named layers pooled together (so small
+    layers may keep more or fewer). The masks stay (``weight_orig`` and
+    ``weight_mask``): the pruning is reversible until ``make_permanent``.
+    """
+    _check_amount(amount)
+    check_choice("scope", scope, ("layer", "global"))
+    mods = _layers(model, layers)
+    for m in mods.values():  # start from the current effective weights
+        if is_pruned(m):
+            prune.remove(m, "weight")
+    if scope == "layer":
+        for m in mods.values():
+            prune.l1_unstructured(m, "weight", amount=amount)
+    else:
+        prune.global_unstructured([(m, "weight") for m in mods.values()],
+                                  pruning_method=prune.L1Unstructured, amount=amount)
+    return model
+
+
+def magnitude_prune(model: nn.Module, amount: float, *, layers: Sequence[str] | str = ("fc1",),
+                    scope: str = "layer") -> nn.Module:
+    """Return a pruned copy of ``model`` (see :func:`magnitude_prune_`)."""
+    return magnitude_prune_(clone(model), amount, layers=layers, scope=scope)
+
+
+def threshold_prune(model: nn.Module, threshold: float, *,
+                    layers: Sequence[str] | str | None = ("fc1",)) -> nn.Module:
+    """Return a copy whose weights with ``|w| <= threshold`` (>= 0) are masked to zero."""
+    check_float("threshold", threshold, 0.0)
+    net = clone(model)
+    for m in _layers(net, layers).values():
+        if is_pruned(m):
+            prune.remove(m, "weight")
+        prune.custom_from_mask(m, "weight", mask=(m.weight.detach().abs() > threshold))
+    return net
+
+
+@torch.no_grad()
+def sparsity(model: nn.Module, layers: Sequence[str] | str | None = None) -> dict[str, float]:
+    """Fraction of zero weights per linear layer, and ``"overall"`` across them."""
+    out, zeros, total = {}, 0, 0
+    for name, m in _layers(model, layers).items():
+        w = m.weight
+        z = int((w == 0).sum())
+        out[name] = z / w.numel()
+        zeros, total = zeros + z, total + w.numel()
+    out["overall"] = zeros / total
+    return out
+
+
+# --- structured: whole neurons ----------------------------------------------
+
+def _hidden_layer(model: nn.Module, layer: str) -> tuple[nn.Linear, nn.Linear]:
+    """Return (layer, the layer after it) for a hidden layer of an MLP."""
+    if not isinstance(model, MLP):
+        raise ValueError(f"model must be a helpers.models.MLP, got {type(model).__name__}")
+    names = [f"fc{i + 1}" for i in range(model.num_layers - 1)]
+    if layer not in names:
+        raise ValueError(f"layer must be a hidden layer, one of {names}, got {layer!r}")
+    i = int(layer[2:])
+    return getattr(model, layer), getattr(model, f"fc{i + 1}")
+
+
+def neuron_prune_(model: MLP, amount: float, *, layer: str = "fc1", norm: int = 1) -> MLP:
+    """Mask whole neurons of hidden ``layer`` in place; return the model.
+
+    The ``round(amount * n)`` neurons whose incoming weight rows have the
+    smallest L``norm`` norm (``norm`` 1 or 2) get their row and their bias
+    masked to zero, so they output ReLU(0) = 0 and contribute nothing.
+    """
+    _check_amount(amount)
+    check_choice("norm", norm, (1, 2))
+    fc, _ = _hidden_layer(model, layer)
+    for name in ("weight", "bias"):
+        if is_pruned(fc, name):
+            prune.remove(fc, name)
+    prune.ln_structured(fc, "weight", amount=amount, n=norm, dim=0)
+    row_alive = fc.weight_mask[:, 0].clone()  # (out_features,) 1 = kept
+    prune.custom_from_mask(fc, "bias", mask=row_alive)
+    return model
+
+
+def neuron_prune(model: MLP, amount: float, *, layer: str = "fc1", norm: int = 1) -> MLP:
+    """Return a copy with whole neurons masked (see :func:`neuron_prune_`)."""
+    return neuron_prune_(clone(model), amount, layer=layer, norm=norm)
+
+
+@torch.no_grad()
+def alive_neurons(model: MLP, layer: str = "fc1") -> torch.Tensor:
+    """Indices of the neurons of ``layer`` whose incoming weight row is non-zero."""
+    fc, _ = _hidden_layer(model, layer)
+    return torch.nonzero((fc.weight != 0).any(dim=1)).flatten()
+
+
+@torch.no_grad()
+def shrink(model: MLP, *, layer: str | None = None) -> MLP:
+    """Return a physically smaller MLP without the dead neurons of hidden layers.
+
+    A neuron is dead when its incoming weight row is all zero: it then outputs
+    the constant ReLU(bias), which is folded into the next layer's bias (zero
+    after :func:`neuron_prune`, which masks the bias too). Dropping the neuron
+    and its column in the next layer leaves the logits unchanged. ``layer``
+    limits this to one hidden layer.
+    """
+    hidden_names = ([f"fc{i + 1}" for i in range(model.num_layers - 1)]
+                    if isinstance(model, MLP) else [])
+    targets = hidden_names if layer is None else [layer]
+    for name in targets:
+        _hidden_layer(model, name)  # validates
+    keep = {name: alive_neurons(model, name) for name in targets}
+    sizes = [len(keep[n]) if n in keep else getattr(model, n).out_features for n in hidden_names]
+    if any(s == 0 for s in sizes):
+        raise ValueError("every hidden layer must keep at least one neuron")
+    small = MLP(sizes, in_features=model.fc1.in_features,
+                num_classes=model.layers()[-1].out_features)
+    small.to(model.fc1.weight.device)
+    prev_keep, prev_const = None, None
+    for i, (src, dst) in enumerate(zip(model.layers(), small.layers())):
+        w, b = src.weight.detach(), src.bias.detach().clone()
+        if prev_keep is not None:
+            b += w @ prev_const  # the dead neurons' constant outputs
+            w = w[:, prev_keep]
+        rows = keep.get(f"fc{i + 1}")
+        prev_keep, prev_const = rows, None
+        if rows is not None:
+            dead = torch.ones(len(b), dtype=torch.bool, device=b.device)
+            dead[rows] = False
+            prev_const = torch.where(dead, torch.relu(b), torch.zeros_like(b))
+            w, b = w[rows], b[rows]
+        dst.weight.copy_(w)
+        dst.bias.copy_(b)
+    return small.eval()
+
+
+def remove_neurons(model: MLP, keep: int, *, layer: str = "fc1", norm: int = 1) -> MLP:
+    """Return a smaller MLP keeping the ``keep`` strongest neurons of ``layer``.
+
+    Equivalent to ``shrink(neuron_prune(model, 1 - keep / n, layer=layer))``.
+    """
+    fc, _ = _hidden_layer(model, layer)
+    n = fc.out_features
+    check_int("keep", keep, 1, n)
+    return shrink(neuron_prune(model, (n - keep) / n, layer=layer, norm=norm), layer=layer)
+
+
+# --- the article's loop, done right -----------------------------------------
+
+def iterative_prune(model: nn.Module, data: Dataset, *, target: float, step: float = 0.1,
+                    tolerance: float = 0.005, min_step: float = 0.0125,
+                    layers: Sequence[str] | str = ("fc1",), finetune_epochs: int = 1,
+                    lr: float = 5e-4, seed: int = 0, val: tuple | None = None
+                    ) -> tuple[nn.Module, list[dict]]:
+    """Prune towards ``target`` sparsity in steps, rolling back any step that
+    costs more than ``tolerance`` accuracy; return ``(pruned copy, trace)``.
+
+    Each try raises the sparsity of ``layers`` by ``step`` (capped at
+    ``target``), fine-tunes for ``finetune_epochs`` (0 for none) with the masks
+    kept, and evaluates on ``val`` = (X, y) (default: the test split). A try
+    whose accuracy is more than ``tolerance`` below the unpruned model's is
+    rolled back and the step halved (and kept below the failed gap); the loop ends at ``target`` or when the
+    step falls below ``min_step``. Each trace row: ``sparsity`` tried,
+    ``accuracy``, ``kept``, and ``step``.
+    """
+    target = check_float("target", target, 0.0, 1.0, high_open=True)
+    step = check_float("step", step, 0.0, 1.0, low_open=True)
+    check_float("tolerance", tolerance, 0.0, 1.0)
+    check_float("min_step", min_step, 0.0, 1.0, low_open=True)
+    check_int("finetune_epochs", finetune_epochs, 0)
+    X, y = val if val is not None else (data.X_test, data.y_test)
+    _layers(model, layers)
+    base = evaluate(model, X, y)["accuracy"]
+    current, reached = clone(model), 0.0
+    trace = [{"sparsity": 0.0, "accuracy": base, "kept": True, "step": 0.0}]
+    while reached < target and step >= min_step:
+        trying = min(target, reached + step)
+        candidate = magnitude_prune(current, trying, layers=layers)
+        if finetune_epochs:
+            train(candidate, data, epochs=finetune_epochs, lr=lr, seed=seed + len(trace),
+                  evaluate_each_epoch=False, progress=False)
+        acc = evaluate(candidate, X, y)["accuracy"]
+        kept = base - acc <= tolerance + 1e-9  # a drop of exactly `tolerance` is allowed
+        trace.append({"sparsity": trying, "accuracy": acc, "kept": kept, "step": step})
+        if kept:
+            current, reached = candidate, trying
+        else:  # halve, and never retry the sparsity that just failed
+            step = min(step, trying - reached) / 2
+    return current, trace
+
+
+# --- soft and gradual pruning -----------------------------------------------
+
+def cubic_sparsity(t: int, *, initial: float, final: float, t0: int, n: int, dt: int = 1) -> float:
+    """Zhu & Gupta's schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3``.
+
+    Before ``t0`` the sparsity is ``initial``; after ``t0 + n*dt`` it is ``final``.
+    """
+    check_float("initial", initial, 0.0, 1.0, high_open=True)
+    check_float("final", final, 0.0, 1.0, high_open=True)
+    check_int("n", n, 1)
+    check_int("dt", dt, 1)
+    progress = (t - t0) / (n * dt)
+    if progress <= 0:
+        return initial
+    if progress >= 1:
+        return final
+    return final + (initial - final) * (1.0 - progress) ** 3
+
+
+def gradual_prune(model: nn.Module, data: Dataset, *, final: float, epochs: int,
+                  layers: Sequence[str] | str = ("fc1",), initial: float = 0.0,
+                  start_epoch: int = 1, prune_epochs: int | None = None, lr: float = 5e-4,
+                  seed: int = 0, progress: bool = False) -> tuple[nn.Module, list[dict]]:
+    """Train a copy while its sparsity follows the cubic schedule; return (copy, history).
+
+    At the end of epoch t the layers are pruned (masks kept) to
+    ``cubic_sparsity(t, initial, final, t0=start_epoch, n=prune_epochs)``; by
+    default the schedule reaches ``final`` two epochs before the end, leaving
+    time to recover. Each history row gains ``sparsity``.
+    """
+    check_int("epochs", epochs, 1)
+    check_int("start_epoch", start_epoch, 0)
+    if prune_epochs is None:
+        prune_epochs = max(1, epochs - start_epoch - 2)
+    check_int("prune_epochs", prune_epochs, 1)
+    _layers(model, layers)
+    net = clone(model)
+
+    def at_epoch_end(m, t):
+        s = cubic_sparsity(t, initial=initial, final=final, t0=start_epoch, n=prune_epochs)
+        magnitude_prune_(m, s, layers=layers)
+        return {"sparsity": sparsity(m, layers)["overall"]}
+
+    history = train(net, data, epochs=epochs, lr=lr, seed=seed, progress=progress,
+                    on_epoch_end=at_epoch_end)
+    return net, history
+
+
+@torch.no_grad()
+def _zero_weakest_neurons_(fc: nn.Linear, amount: float) -> torch.Tensor:
+    """Zero the incoming weight rows of the ``round(amount * n)`` neurons of
+    ``fc`` with the smallest L2 norm; return the boolean mask of those neurons.
+    Biases stay: a neuron with a positive bias still passes gradients and can
+    grow back, as a zeroed filter can in SFP."""
+    n = fc.out_features
+    k = round(amount * n)
+    dead = torch.zeros(n, dtype=torch.bool, device=fc.weight.device)
+    if k:
+        dead[fc.weight.norm(dim=1).argsort()[:k]] = True
+        fc.weight[dead] = 0
+    return dead
+
+
+def soft_filter_prune(model: MLP, data: Dataset, *, amount: float, epochs: int,
+                      layer: str = "fc1", lr: float = 5e-4, seed: int = 0,
+                      progress: bool = False) -> tuple[MLP, list[dict]]:
+    """Soft Filter Pruning for the neurons of one hidden layer; return (copy, history).
+
+    After every epoch the incoming weights of the ``amount`` fraction of
+    neurons with the smallest weight-row L2 norm are zeroed, but nothing is
+    frozen: zeroed neurons keep their bias, keep receiving gradients and may
+    grow back, and the choice is made afresh each epoch. The returned copy has
+    the last epoch's neurons zeroed (``shrink`` removes them, folding their
+    constant outputs into the next bias). Each history row gains ``changed``
+    (how many of the zeroed neurons were not zeroed the epoch before),
+    ``regrown_norm`` (the largest weight-row norm the previously zeroed neurons
+    grew back to) and ``kept_min_norm`` (the smallest norm among kept neurons).
+    """
+    _check_amount(amount)
+    check_int("epochs", epochs, 1)
+    net = make_permanent(model)
+    fc, _ = _hidden_layer(net, layer)
+    previous = {"dead": None}
+
+    def at_epoch_end(m, t):
+        before = previous["dead"]
+        norms = fc.weight.detach().norm(dim=1)
+        dead = _zero_weakest_neurons_(fc, amount)
+        previous["dead"] = dead
+        if before is None or not before.any():
+            return {"changed": 0, "regrown_norm": 0.0, "kept_min_norm": 0.0}
+        return {"changed": int((dead & ~before).sum()),
+                "regrown_norm": norms[before].max().item(),
+                "kept_min_norm": norms[~dead].min().item() if (~dead).any() else 0.0}
+
+    history = train(net, data, epochs=epochs, lr=lr, seed=seed, progress=progress,
+                    on_epoch_end=at_epoch_end)
+    return net, history
+
+
+# --- sensitivity ------------------------------------------------------------
+
+def sensitivity_scan(model: nn.Module, data: Dataset, amounts: Sequence[float], *,
+                     layers: Sequence[str] | str | None = None) -> dict[str, list[float]]:
+    """Test accuracy when each layer alone is pruned by each amount (no fine-tuning).
+
+    Returns ``{layer: [accuracy for each amount]}``.
+    """
+    amounts = [_check_amount(a) for a in amounts]
+    out = {}
+    for name in _layers(model, layers):
+        out[name] = [evaluate(magnitude_prune(model, a, layers=name), data.X_test,
+                              data.y_test)["accuracy"] for a in amounts]
+    return out
+
+
+# --- sweeps behind the notebooks' sliders -------------------------------------
+
+REG_LAMBDAS = (1e-5, 10 ** -4.5, 1e-4, 10 ** -3.5, 1e-3)  # log-spaced: the λ slider's stops
+NEAR_ZERO = 1e-3  # |w| below this counts as "near zero"
+
+
+def regularised_model(data: Dataset, penalty: str, lam: float, *, seed: int = 0,
+                      progress: bool = False) -> tuple[MLP, dict]:
+    """Return ``(net, record)``: the baseline MLP trained with ``BASELINE_RECIPE``
+    plus an L1 or L2 penalty of weight ``lam`` >= 0; cached on disk."""
+    from .checkpoints import BASELINE_RECIPE, load_or_train
+    from .models import baseline_mlp
+
+    check_choice("penalty", penalty, ("l1", "l2"))
+    lam = check_float("lam", lam, 0.0)
+    recipe = {**BASELINE_RECIPE, "penalty": penalty if lam else None, "lam": lam}
+    config = {"model": baseline_mlp(seed=seed).config, "data": data.name,
+              "recipe": recipe, "seed": seed}
+
+    def fit(m):
+        history = train(m, data, seed=seed, progress=progress, **recipe)
+        return {"history": history, "test_accuracy": history[-1]["test_accuracy"]}
+
+    return load_or_train("regularised", config, lambda: baseline_mlp(seed=seed), fit)
+
+
+def regularisation_sweep(data: Dataset, penalty: str, lams: Sequence[float] = REG_LAMBDAS, *,
+                         seed: int = 0, near_zero: float = NEAR_ZERO) -> list[dict]:
+    """Train (or load) one regularised MLP per λ; return one row per λ:
+    ``lam``, ``accuracy``, ``near_zero`` (share of fc1 weights with
+    ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU)."""
+    check_float("near_zero", near_zero, 0.0, low_open=True)
+    rows = []
+    for lam in lams:
+        net, rec = regularised_model(data, penalty, lam, seed=seed)
+        w = net.fc1.weight.detach().cpu()
+        rows.append({"lam": float(lam), "accuracy": rec["test_accuracy"],
+                     "near_zero": (w.abs() < near_zero).float().mean().item(), "weights": w})
+    return rows
+
+
+def amount_point(model: nn.Module, data: Dataset, amount: float, *,
+                 layers: Sequence[str] | str = ("fc1",), finetune_epochs: int = 3,
+                 lr: float = 5e-4, seed: int = 0) -> dict:
+    """Prune a copy of ``model`` by ``amount``; return ``amount``, ``accuracy``
+    (right after pruning), ``accuracy_finetuned`` (after ``finetune_epochs`` >= 1
+    with the masks kept) and ``surviving`` (the non-zero weights of the first
+    named layer after fine-tuning, on the CPU)."""
+    check_int("finetune_epochs", finetune_epochs, 1)
+    first = next(iter(_layers(model, layers)))
+    pruned = magnitude_prune(model, amount, layers=layers)
+    acc = evaluate(pruned, data.X_test, data.y_test)["accuracy"]
+    history = train(pruned, data, epochs=finetune_epochs, lr=lr, seed=seed, progress=False)
+    w = getattr(pruned, first).weight.detach().cpu()
+    return {"amount": float(amount), "accuracy": acc,
+            "accuracy_finetuned": history[-1]["test_accuracy"], "surviving": w[w != 0]}
+
+
+def amount_sweep(model: nn.Module, data: Dataset, amounts: Sequence[float], **kwargs) -> list[dict]:
+    """:func:`amount_point` for each of ``amounts`` (same keyword arguments)."""
+    return [amount_point(model, data, a, **kwargs) for a in amounts]
+
+
+# --- lottery tickets (Frankle & Carbin 2019, arXiv:1803.03635) -----------------
+
+@torch.no_grad()
+def rewind(pruned: nn.Module, init: nn.Module) -> nn.Module:
+    """Return a copy of ``pruned`` (masks kept) whose weights are reset to
+    ``init``'s values: a "winning ticket" when ``init`` is the network's own
+    initialisation, a random control when it is another one."""
+    net = clone(pruned)
+    src = dict(init.named_modules())
+    for name, m in net.named_modules():
+        if name not in src:
+            raise ValueError(f"init must have the same architecture as pruned; it lacks {name!r}")
+        for pname, p in m.named_parameters(recurse=False):
+            base = pname[:-5] if pname.endswith("_orig") else pname
+            ref = getattr(src[name], base)
+            if ref.shape != p.shape:
+                raise ValueError(f"init's {name}.{base} has shape {tuple(ref.shape)}, "
+                                 f"pruned's has {tuple(p.shape)}")
+            p.copy_(ref)
+    return net

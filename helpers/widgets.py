@@ -1,0 +1,109 @@
+"""Interactive explorers: thin ipywidgets layers over pure functions.
+
+Each explorer keeps its current result in ``.row`` and its figure in
+``.figure``, so tests can set a slider's value and check what changed without
+a browser. Sliders use ``continuous_update=False``: work happens on release.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import ipywidgets as widgets
+from IPython.display import display
+from matplotlib.figure import Figure
+from torch import nn
+
+from . import plots
+from .data import Dataset
+from .pruning import NEAR_ZERO, amount_point
+
+
+class _Explorer(widgets.VBox):
+    """Controls on top, a one-line summary, then the figure."""
+
+    figure: Figure | None = None
+    row: Mapping | None = None
+
+    def _show(self, fig: Figure, summary: str) -> None:
+        self.figure = fig
+        self.summary.value = summary
+        with self.out:
+            self.out.clear_output(wait=True)
+            display(fig)
+
+
+class LambdaExplorer(_Explorer):
+    """Choose L1 or L2 and λ (log slider); see fc1's histogram, accuracy and
+    near-zero share, from precomputed ``pruning.regularisation_sweep`` rows."""
+
+    def __init__(self, sweeps: Mapping[str, Sequence[Mapping]], *, reference=None,
+                 near_zero: float = NEAR_ZERO):
+        if not sweeps or any(not rows for rows in sweeps.values()):
+            raise ValueError("sweeps must map 'l1'/'l2' to non-empty lists of rows")
+        self.sweeps, self.reference, self.near_zero = sweeps, reference, near_zero
+        lams = sorted({r["lam"] for rows in sweeps.values() for r in rows})
+        exps = [math.log10(v) for v in lams]
+        step = min((b - a for a, b in zip(exps, exps[1:])), default=1.0)
+        self.penalty = widgets.ToggleButtons(
+            options=[(k.upper(), k) for k in sweeps], description="penalty")
+        self.lam = widgets.FloatLogSlider(
+            value=lams[len(lams) // 2], base=10, min=exps[0], max=exps[-1], step=step,
+            description="λ", readout_format=".0e", continuous_update=False)
+        self.summary = widgets.HTML()
+        self.out = widgets.Output()
+        super().__init__([widgets.HBox([self.penalty, self.lam]), self.summary, self.out])
+        self.penalty.observe(self.update, names="value")
+        self.lam.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        rows = self.sweeps[self.penalty.value]
+        self.row = plots.nearest_row(rows, "lam", self.lam.value, log=True)
+        fig = plots.regularisation_view(rows, self.row["lam"], label=self.penalty.value.upper(),
+                                        near_zero=self.near_zero, reference=self.reference)
+        self._show(fig, f"<b>{self.penalty.value.upper()}, λ = {self.row['lam']:.0e}</b>: "
+                        f"test accuracy {self.row['accuracy']:.1%}, "
+                        f"{self.row['near_zero']:.0%} of fc1 weights near zero")
+
+
+class AmountExplorer(_Explorer):
+    """Choose the share of fc1 weights to prune (0 to 0.99); see the surviving
+    weights and the accuracy with and without fine-tuning.
+
+    The point under the slider is computed when the slider stops (prune,
+    evaluate, fine-tune briefly: well under a second) and memoised; ``grid``
+    (rows of ``pruning.amount_sweep``) draws the curves.
+    """
+
+    def __init__(self, model: nn.Module, data: Dataset, grid: Sequence[Mapping], *,
+                 layers=("fc1",), finetune_epochs: int = 3, lr: float = 5e-4, value: float = 0.9):
+        if not grid:
+            raise ValueError("grid must hold at least one row of pruning.amount_sweep")
+        self.model, self.data, self.grid, self.layers = model, data, grid, layers
+        self.finetune = {"finetune_epochs": finetune_epochs, "lr": lr}
+        self._memo = {round(r["amount"], 4): r for r in grid}
+        self.amount = widgets.FloatSlider(value=value, min=0.0, max=0.99, step=0.01,
+                                          description="pruned", readout_format=".0%",
+                                          continuous_update=False)
+        self.summary = widgets.HTML()
+        self.out = widgets.Output()
+        super().__init__([self.amount, self.summary, self.out])
+        self.amount.observe(self.update, names="value")
+        self.update()
+
+    def point(self, amount: float) -> Mapping:
+        """The sweep row for ``amount`` (computed once, then memoised)."""
+        key = round(amount, 4)
+        if key not in self._memo:
+            self._memo[key] = amount_point(self.model, self.data, amount, layers=self.layers,
+                                           **self.finetune)
+        return self._memo[key]
+
+    def update(self, change=None) -> None:
+        self.row = self.point(self.amount.value)
+        self._show(plots.amount_view(self.grid, self.row),
+                   f"<b>{self.row['amount']:.0%} of fc1 pruned</b>: "
+                   f"test accuracy {self.row['accuracy']:.1%} right after, "
+                   f"{self.row['accuracy_finetuned']:.1%} after "
+                   f"{self.finetune['finetune_epochs']} epochs of fine-tuning")
