@@ -27,7 +27,8 @@ FORMAT = 1
 
 # The recipes: what the notebooks call "the baseline" and "the teacher".
 BASELINE_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
-TEACHER_RECIPE = {"epochs": 8, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
+TEACHER_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64,
+                  "augment": True}
 
 
 def config_key(config: dict) -> str:

@@ -205,3 +205,93 @@ def gradual_curves(history: Sequence[Mapping], *, title: str | None = None) -> F
     if title:
         fig.suptitle(title)
     return fig
+
+
+def soft_target_bars(logits: torch.Tensor, T: float, classes: Sequence[str], *,
+                     label: int | None = None, image: torch.Tensor | None = None) -> Figure:
+    """The teacher's softmax(z / T) for one input as bars, beside softmax(z) at
+    T = 1, each titled with its entropy in bits; the image itself on the left."""
+    check_float("T", T, 0.0, low_open=True)
+    from .distillation import entropy, soft_targets
+
+    panels = [(1.0, "tab:gray"), (T, "tab:blue")]
+    fig = Figure(figsize=(10, 2.8), dpi=80, layout="constrained")
+    axes = fig.subplots(1, 3, width_ratios=[1, 2.2, 2.2])
+    if image is not None:
+        axes[0].imshow(image.reshape(28, 28).cpu().numpy(), cmap="gray_r")
+        axes[0].set_title("input" + (f" (label {classes[label]})" if label is not None else ""))
+    axes[0].set_axis_off()
+    xs = range(len(classes))
+    for ax, (temp, color) in zip(axes[1:], panels):
+        p = soft_targets(logits, temp)
+        bars = ax.bar(xs, p.cpu().numpy(), color=color)
+        if label is not None:
+            bars[label].set_edgecolor("k")
+            bars[label].set_linewidth(1.5)
+        ax.set_xticks(list(xs), list(classes), fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"T = {temp:g}: entropy {entropy(p).item():.2f} bits")
+        ax.set_ylabel("probability")
+        for x, v in zip(xs, p.tolist()):
+            if 0.005 <= v < 0.9:
+                ax.text(x, v + 0.02, f"{v:.2f}", ha="center", fontsize=7)
+    return fig
+
+
+def distillation_grid_view(rows: Sequence[Mapping], T: float, alpha: float, *,
+                           scratch: Mapping | None = None) -> Figure:
+    """Left: the student's test accuracy over the (T, alpha) grid, the chosen
+    cell marked; right: its accuracy per epoch, with the label-only student."""
+    temps = sorted({r["T"] for r in rows})
+    alphas = sorted({r["alpha"] for r in rows})
+    acc = {(r["T"], r["alpha"]): r for r in rows}
+    if (T, alpha) not in acc:
+        raise ValueError(f"(T, alpha) must be a grid point, got ({T}, {alpha})")
+    fig = Figure(figsize=(10, 3.2), dpi=80, layout="constrained")
+    ax_g, ax_c = fig.subplots(1, 2)
+    grid = [[100 * acc[(t, a)]["test_accuracy"] if (t, a) in acc else float("nan")
+             for t in temps] for a in alphas]
+    im = ax_g.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    for i, a in enumerate(alphas):
+        for j, t in enumerate(temps):
+            if (t, a) in acc:
+                ax_g.text(j, i, f"{grid[i][j]:.1f}", ha="center", va="center", fontsize=8,
+                          color="w" if (t, a) != (T, alpha) else "k",
+                          bbox=None if (t, a) != (T, alpha) else {"fc": "w", "ec": "k"})
+    ax_g.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
+    ax_g.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax_g.set(xlabel="temperature T", ylabel="α (weight of the soft term)",
+             title="distilled student: test accuracy (%)")
+    fig.colorbar(im, ax=ax_g, shrink=0.8)
+    hist = acc[(T, alpha)]["history"]
+    ax_c.plot([r["epoch"] for r in hist], [100 * r["test_accuracy"] for r in hist],
+              color="tab:blue", label=f"distilled, T = {T:g}, α = {alpha:g}")
+    if scratch is not None:
+        sh = scratch["history"]
+        ax_c.plot([r["epoch"] for r in sh], [100 * r["test_accuracy"] for r in sh],
+                  color="tab:gray", label="labels only (α = 0)")
+    ax_c.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_c.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def distillation_sweeps(rows: Sequence[Mapping], *, scratch_accuracy: float | None = None,
+                        teacher_accuracy: float | None = None) -> Figure:
+    """Student test accuracy against T, one line per α (from grid rows)."""
+    if not rows:
+        raise ValueError("rows must hold at least one row, got none")
+    fig = Figure(figsize=(5, 3.2), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    for alpha in sorted({r["alpha"] for r in rows}):
+        pts = sorted((r["T"], 100 * r["test_accuracy"]) for r in rows if r["alpha"] == alpha)
+        ax.plot(*zip(*pts), marker="o", label=f"distilled, α = {alpha:g}")
+    if scratch_accuracy is not None:
+        ax.axhline(100 * scratch_accuracy, color="tab:gray", ls="--", label="labels only")
+    if teacher_accuracy is not None:
+        ax.axhline(100 * teacher_accuracy, color="k", ls=":", label="teacher")
+    ax.set(xscale="log", xlabel="temperature T", ylabel="test accuracy (%)",
+           title="784-64-10 student, 60 epochs")
+    temps = sorted({r["T"] for r in rows})
+    ax.set_xticks(temps, [f"{t:g}" for t in temps])
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -39,6 +39,14 @@ def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
     return sum(w.pow(2).sum() for w in ws)
 
 
+def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
+    """Shift a batch of images (B, C, H, W) by the same random offset of at most
+    ``max_shift`` pixels along each axis (wrapping round the border, which is
+    background in MNIST-like digits)."""
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator).tolist()
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
 def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.0):
     """Return an SGD or Adam optimiser over the model's trainable parameters."""
     check_choice("optimizer", name, OPTIMIZERS)
@@ -76,14 +84,15 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
 def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3,
           optimizer: str = "adam", batch_size: int = 64, momentum: float = 0.0,
           penalty: str | None = None, lam: float = 0.0, seed: int = 0,
-          evaluate_each_epoch: bool = True, progress: bool = True,
+          augment: bool = False, evaluate_each_epoch: bool = True, progress: bool = True,
           on_epoch_end: Callable[[nn.Module, int], dict | None] | None = None,
           device: str | torch.device | None = None) -> list[dict]:
     """Train ``model`` in place on ``data``'s training split; return the history.
 
     ``epochs`` >= 1; ``lr`` > 0; ``optimizer`` is ``"sgd"`` (with ``momentum`` in
     [0, 1)) or ``"adam"``; ``penalty`` is ``None``, ``"l1"`` or ``"l2"`` with
-    weight ``lam`` >= 0. The history holds one dict per epoch: ``epoch``,
+    weight ``lam`` >= 0. ``augment`` shifts each batch by up to 2 pixels in
+    each direction (see :func:`random_shift`). The history holds one dict per epoch: ``epoch``,
     ``train_loss`` (mean cross-entropy, penalty excluded), ``seconds`` and, when
     ``evaluate_each_epoch``, ``test_accuracy`` and ``test_loss``. The model ends
     on ``device`` (default: CUDA, MPS or CPU, whichever is present).
@@ -120,6 +129,8 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
         start = time.perf_counter()
         total = torch.zeros((), device=device)
         for xb, yb in batches(data.X_train, data.y_train, batch_size, shuffle=True, generator=gen):
+            if augment:
+                xb = random_shift(xb, gen)
             opt.zero_grad(set_to_none=True)
             ce = F.cross_entropy(model(xb), yb)
             loss = ce + lam * weight_penalty(model, penalty) if penalty else ce

@@ -107,3 +107,75 @@ class AmountExplorer(_Explorer):
                    f"test accuracy {self.row['accuracy']:.1%} right after, "
                    f"{self.row['accuracy_finetuned']:.1%} after "
                    f"{self.finetune['finetune_epochs']} epochs of fine-tuning")
+
+
+class TemperatureExplorer(_Explorer):
+    """Choose a test digit and a temperature T (log slider, 0.5 to 20); see the
+    teacher's softmax(z / T) beside T = 1. The teacher's logits on the test
+    split are computed once, so the slider answers at once."""
+
+    def __init__(self, teacher: nn.Module, data: Dataset, *, index: int = 0, T: float = 4.0):
+        from .distillation import logits_of
+
+        self.data = data
+        self.logits = logits_of(teacher, data.X_test).cpu()
+        self.index = widgets.BoundedIntText(value=index, min=0, max=len(data.X_test) - 1,
+                                            description="test digit")
+        self.T = widgets.FloatLogSlider(value=T, base=10, min=math.log10(0.5),
+                                        max=math.log10(20), step=0.05, description="T",
+                                        readout_format=".2f", continuous_update=True)
+        self.summary = widgets.HTML()
+        self.out = widgets.Output()
+        super().__init__([widgets.HBox([self.index, self.T]), self.summary, self.out])
+        self.index.observe(self.update, names="value")
+        self.T.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        from .distillation import entropy, soft_targets
+
+        i, T = self.index.value, self.T.value
+        z, label = self.logits[i], int(self.data.y_test[i])
+        p = soft_targets(z, T)
+        top = p.clone()
+        top[int(p.argmax())] = 0
+        runner = int(top.argmax())
+        self.row = {"index": i, "T": T, "probs": p, "entropy": entropy(p).item()}
+        fig = plots.soft_target_bars(z, T, self.data.classes, label=label,
+                                     image=self.data.X_test[i] * self.data.std + self.data.mean)
+        self._show(fig, f"<b>digit {self.data.classes[label]}, T = {T:.2f}</b>: entropy "
+                        f"{self.row['entropy']:.2f} bits; runner-up class "
+                        f"{self.data.classes[runner]} ({p[runner]:.1%})")
+
+
+class DistillationExplorer(_Explorer):
+    """Choose T and α among precomputed students (``distillation.distillation_grid``
+    rows); see the accuracy grid and the chosen student's training curve."""
+
+    def __init__(self, rows: Sequence[Mapping], *, scratch: Mapping | None = None,
+                 T: float | None = None, alpha: float | None = None):
+        if not rows:
+            raise ValueError("rows must hold at least one distillation_grid row")
+        self.rows, self.scratch = rows, scratch
+        temps = sorted({r["T"] for r in rows})
+        alphas = sorted({r["alpha"] for r in rows})
+        self.T = widgets.SelectionSlider(options=temps, value=T if T is not None else temps[0],
+                                         description="T")
+        self.alpha = widgets.SelectionSlider(options=alphas,
+                                             value=alpha if alpha is not None else alphas[-1],
+                                             description="α")
+        self.summary = widgets.HTML()
+        self.out = widgets.Output()
+        super().__init__([widgets.HBox([self.T, self.alpha]), self.summary, self.out])
+        self.T.observe(self.update, names="value")
+        self.alpha.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        T, alpha = self.T.value, self.alpha.value
+        self.row = next(r for r in self.rows if r["T"] == T and r["alpha"] == alpha)
+        text = f"<b>T = {T:g}, α = {alpha:g}</b>: test accuracy {self.row['test_accuracy']:.1%}"
+        if self.scratch is not None:
+            gain = 100 * (self.row["test_accuracy"] - self.scratch["test_accuracy"])
+            text += f" ({gain:+.1f} points over labels only)"
+        self._show(plots.distillation_grid_view(self.rows, T, alpha, scratch=self.scratch), text)
