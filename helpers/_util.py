@@ -25,7 +25,7 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
 
 def check_float(name: str, value, low: float, high: float | None = None, *,
                 low_open: bool = False, high_open: bool = False) -> float:
-    """Return ``float(value)`` if it lies in the interval, else raise ValueError."""
+    """Return ``float(value)`` if it is finite and lies in the interval, else raise ValueError."""
     lo_b, hi_b = ("(" if low_open else "["), (")" if high_open else "]")
     upper = "inf" if high is None else f"{high:g}"
     allowed = f"{lo_b}{low:g}, {upper}{hi_b if high is not None else ')'}"
@@ -33,7 +33,7 @@ def check_float(name: str, value, low: float, high: float | None = None, *,
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
-    bad = (v != v or (v <= low if low_open else v < low)
+    bad = (v != v or v in (float("inf"), float("-inf")) or (v <= low if low_open else v < low)
            or (high is not None and (v >= high if high_open else v > high)))
     if bad:
         raise ValueError(f"{name} must be in {allowed}, got {value!r}")

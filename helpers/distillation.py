@@ -23,7 +23,7 @@ from torch import nn
 
 from ._util import check_float, check_int, get_device
 from .data import Dataset, batches
-from .training import evaluate, make_optimizer
+from .training import evaluate, make_optimizer, train
 
 
 def _check_T(T) -> float:
@@ -102,10 +102,10 @@ def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float =
         raise ValueError(f"logits must have one row per training sample ({len(data.X_train)}), "
                          f"got {logits.shape[0]}")
     logits = logits.to(device)
+    opt = make_optimizer(student, "adam", lr)
     frozen = [(p, p.requires_grad) for p in teacher.parameters()]
     for p, _ in frozen:
         p.requires_grad_(False)
-    opt = make_optimizer(student, "adam", lr)
     gen = torch.Generator().manual_seed(seed)
     index = torch.arange(len(data.X_train), device=device)
     history = []
@@ -198,9 +198,7 @@ def class_recall(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cls: int) -
     sel = y == cls
     if not bool(sel.any()):
         raise ValueError(f"y must contain class {cls}, it does not")
-    model.eval()
-    device = next(model.parameters()).device
-    return (model(X[sel].to(device)).argmax(1) == cls).float().mean().item()
+    return (logits_of(model, X[sel]).argmax(1) == cls).float().mean().item()
 
 
 # --- cached students -----------------------------------------------------------
@@ -224,6 +222,13 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
 
     T, alpha = _check_T(T), check_float("alpha", alpha, 0.0, 1.0)
     recipe = {**STUDENT_RECIPE, **(recipe or {})}
+    unknown = set(recipe) - set(STUDENT_RECIPE)
+    if unknown:
+        raise ValueError(f"recipe keys must be among {sorted(STUDENT_RECIPE)}, got {sorted(unknown)}")
+    check_int("recipe['hidden']", recipe["hidden"], 1)
+    check_int("recipe['epochs']", recipe["epochs"], 1)
+    check_float("recipe['lr']", recipe["lr"], 0.0, low_open=True)
+    check_int("recipe['batch_size']", recipe["batch_size"], 1)
     if alpha == 0:
         T = 1.0  # the temperature plays no part without the soft term
     config = {"model": mlp(recipe["hidden"], seed=seed).config, "data": data.name,
@@ -231,11 +236,15 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
 
     def fit(student):
         nonlocal teacher
-        if teacher is None:
-            teacher, _ = get_teacher(data)
         kwargs = {k: v for k, v in recipe.items() if k != "hidden"}
-        history = distill(student, teacher, data, T=T, alpha=alpha, seed=seed,
-                          progress=progress, **kwargs)
+        if alpha == 0:  # labels only: the same loop, seed and batches, no teacher needed
+            history = train(student, data, optimizer="adam", seed=seed, progress=progress,
+                            **kwargs)
+        else:
+            if teacher is None:
+                teacher, _ = get_teacher(data)
+            history = distill(student, teacher, data, T=T, alpha=alpha, seed=seed,
+                              progress=progress, **kwargs)
         return {"history": history, "test_accuracy": history[-1]["test_accuracy"]}
 
     return load_or_train("student", config, lambda: mlp(recipe["hidden"], seed=seed), fit)

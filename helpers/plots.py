@@ -295,3 +295,48 @@ def distillation_sweeps(rows: Sequence[Mapping], *, scratch_accuracy: float | No
     ax.set_xticks(temps, [f"{t:g}" for t in temps])
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def pareto(rows: Sequence[Mapping], *, x: str = "sparse_kb", xlabel: str | None = None,
+           log: bool = True) -> Figure:
+    """Accuracy against a cost column (``x``) for every row, the Pareto front
+    (no other model is both cheaper and more accurate) drawn as a line."""
+    if not rows:
+        raise ValueError("rows must hold at least one row, got none")
+    if any(x not in r for r in rows):
+        raise ValueError(f"x must be a column of every row, {x!r} is missing")
+    fig = Figure(figsize=(7.5, 4.2), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    pts = [(r[x], 100 * r["accuracy"], r["model"]) for r in rows]
+    front, best = [], -1.0
+    for c, a, _ in sorted(pts, key=lambda p: (p[0], -p[1])):
+        if a > best:
+            front.append((c, a))
+            best = a
+    ax.step(*zip(*front), where="post", color="tab:green", alpha=0.5, label="Pareto front")
+    for i, (c, a, name) in enumerate(pts):
+        ax.scatter(c, a, s=40, zorder=3)
+        ax.annotate(str(i + 1), (c, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xscale="log" if log else "linear", xlabel=xlabel or x, ylabel="test accuracy (%)")
+    ax.text(1.01, 1.0, "\n".join(f"{i + 1}  {name}" for i, (_, _, name) in enumerate(pts)),
+            transform=ax.transAxes, va="top", fontsize=7)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def structure_curves(rows: Sequence[Mapping]) -> Figure:
+    """Accuracy after fine-tuning against the share of fc1 removed: single
+    weights (unstructured) vs whole neurons (structured); structured latency."""
+    if not rows:
+        raise ValueError("rows must hold at least one row, got none")
+    fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
+    ax_a, ax_l = fig.subplots(1, 2)
+    xs = [100 * r["amount"] for r in rows]
+    ax_a.plot(xs, [100 * r["unstructured"] for r in rows], marker="o", label="unstructured")
+    ax_a.plot(xs, [100 * r["structured"] for r in rows], marker="s", label="structured")
+    ax_a.set(xlabel="share of fc1 removed (%)", ylabel="test accuracy after fine-tuning (%)")
+    ax_a.legend(fontsize=8)
+    ax_l.plot(xs, [r["structured_latency_ms"] for r in rows], marker="s", color="tab:orange")
+    ax_l.set(xlabel="share of fc1 neurons removed (%)", ylabel="latency, batch 256 (ms)",
+             title="only structured pruning speeds up", ylim=(0, None))
+    return fig

@@ -2,7 +2,9 @@
 
 Each explorer keeps its current result in ``.row`` and its figure in
 ``.figure``, so tests can set a slider's value and check what changed without
-a browser. Sliders use ``continuous_update=False``: work happens on release.
+a browser. Sliders that trigger work use ``continuous_update=False`` (work
+happens on release); the temperature slider, which only redraws, follows the
+mouse.
 """
 from __future__ import annotations
 
