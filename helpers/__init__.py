@@ -3,11 +3,12 @@
 One module per idea: ``data`` (datasets as tensors), ``models`` (the networks),
 ``training`` (train / evaluate), ``checkpoints`` (the trained-model cache),
 ``metrics`` (size and speed), ``plots`` (figures), ``pruning`` (every pruning
-method), ``widgets`` (the sliders), ``article`` (the source article's code,
+method), ``distillation`` (teacher and student), ``quantization`` (int8
+weights), ``compare`` (the table of notebook 04), ``widgets`` (the sliders), ``article`` (the source article's code,
 reproduced to show its errors), ``exercises`` (self-checks).
 """
-from . import (article, checkpoints, data, exercises, metrics, models, plots, pruning,
-               training, widgets)
+from . import (article, checkpoints, compare, data, distillation, exercises, metrics, models,
+               plots, pruning, quantization, training, widgets)
 from ._util import get_device
 from .checkpoints import get_baseline, get_teacher, load_or_train
 from .checkpoints import BASELINE_RECIPE, TEACHER_RECIPE
@@ -19,8 +20,8 @@ from .training import evaluate, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "article", "checkpoints", "data", "exercises", "metrics", "models", "plots", "pruning",
-    "training", "widgets",
+    "article", "checkpoints", "compare", "data", "distillation", "exercises", "metrics",
+    "models", "plots", "pruning", "quantization", "training", "widgets",
     "get_device", "get_baseline", "get_teacher", "load_or_train", "BASELINE_RECIPE",
     "TEACHER_RECIPE", "DATASETS", "Dataset", "DatasetUnavailableError", "batches",
     "load_dataset", "check", "MLP", "SmallCNN", "baseline_mlp", "mlp", "small_cnn",

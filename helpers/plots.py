@@ -318,6 +318,12 @@ def pareto(rows: Sequence[Mapping], *, x: str = "sparse_kb", xlabel: str | None 
         ax.scatter(c, a, s=40, zorder=3)
         ax.annotate(str(i + 1), (c, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xscale="log" if log else "linear", xlabel=xlabel or x, ylabel="test accuracy (%)")
+    if log:  # plain numbers at 1, 2, 5 x 10^k instead of crowded powers of ten
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.text(1.01, 1.0, "\n".join(f"{i + 1}  {name}" for i, (_, _, name) in enumerate(pts)),
             transform=ax.transAxes, va="top", fontsize=7)
     ax.legend(fontsize=8, loc="lower right")
