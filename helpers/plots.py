@@ -230,7 +230,7 @@ def soft_target_bars(logits: torch.Tensor, T: float, classes: Sequence[str], *,
             bars[label].set_linewidth(1.5)
         ax.set_xticks(list(xs), list(classes), fontsize=8)
         ax.set_ylim(0, 1)
-        ax.set_title(f"T = {temp:g}: entropy {entropy(p).item():.2f} bits")
+        ax.set_title(f"T = {temp:.3g}: entropy {entropy(p).item():.2f} bits")
         ax.set_ylabel("probability")
         for x, v in zip(xs, p.tolist()):
             if 0.005 <= v < 0.9:
