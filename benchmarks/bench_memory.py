@@ -1,6 +1,7 @@
 """Peak memory of each notebook's kernel: does the kit fit Binder's 1 GB?
 
-Run as ``python benchmarks/bench_memory.py [--warm]``. Each notebook in
+Run as ``python benchmarks/bench_memory.py [--warm] [NAME ...]`` (names or
+prefixes such as ``03`` pick notebooks; default: all). Each notebook in
 ``notebooks/`` runs top to bottom in a fresh Python kernel (nbclient), by
 default with an empty, temporary checkpoint cache (cold: every model the
 notebook needs is trained, the worst case); ``--warm`` shares one cache
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", action="store_true",
                         help="share one cache across notebooks (run in order)")
+    parser.add_argument("only", nargs="*", help="notebook names to run (default: all)")
     args = parser.parse_args(argv)
     nb_dir = ROOT / "notebooks"
     results = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         results["floor_mb"] = round(peak, 1)
         print(f"{'kernel importing torch and the kit':40s} {peak:7.0f} MiB")
         for path in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")):
+            if args.only and not any(path.name.startswith(o) for o in args.only):
+                continue
             if not args.warm:
                 os.environ["KIT_CACHE_DIR"] = str(Path(tmp) / path.stem)
             nb = nbformat.read(path, as_version=4)

@@ -93,6 +93,18 @@ def _train_record(model, data, recipe, seed, progress) -> dict:
             "train_seconds": sum(r["seconds"] for r in history)}
 
 
+def _recipe_model(name: str, build, recipe: dict, data: Dataset | None, seed: int,
+                  progress: bool, device) -> tuple[nn.Module, dict]:
+    """``build(seed=seed)`` trained with ``recipe`` on ``data``, through the cache."""
+    check_int("seed", seed, 0)
+    data = load_dataset() if data is None else data
+    config = {"model": build(seed=seed).config, "data": data.name, "recipe": recipe,
+              "seed": seed}
+    return load_or_train(name, config, lambda: build(seed=seed),
+                         lambda m: _train_record(m, data, recipe, seed, progress),
+                         device=device)
+
+
 def get_baseline(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
                  device=None) -> tuple[nn.Module, dict]:
     """Return ``(net, record)``: the article's 784-128-10 MLP trained with
@@ -102,22 +114,11 @@ def get_baseline(data: Dataset | None = None, *, seed: int = 0, progress: bool =
     and ``cached``. Each call returns a new model object, so changing it never
     changes the cached baseline.
     """
-    check_int("seed", seed, 0)
-    data = load_dataset() if data is None else data
-    config = {"model": baseline_mlp(seed=seed).config, "data": data.name,
-              "recipe": BASELINE_RECIPE, "seed": seed}
-    return load_or_train("baseline", config, lambda: baseline_mlp(seed=seed),
-                         lambda m: _train_record(m, data, BASELINE_RECIPE, seed, progress),
-                         device=device)
+    return _recipe_model("baseline", baseline_mlp, BASELINE_RECIPE, data, seed, progress,
+                         device)
 
 
 def get_teacher(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
                 device=None) -> tuple[nn.Module, dict]:
     """Return ``(teacher, record)``: the small CNN trained with ``TEACHER_RECIPE``, cached."""
-    check_int("seed", seed, 0)
-    data = load_dataset() if data is None else data
-    config = {"model": small_cnn(seed=seed).config, "data": data.name,
-              "recipe": TEACHER_RECIPE, "seed": seed}
-    return load_or_train("teacher", config, lambda: small_cnn(seed=seed),
-                         lambda m: _train_record(m, data, TEACHER_RECIPE, seed, progress),
-                         device=device)
+    return _recipe_model("teacher", small_cnn, TEACHER_RECIPE, data, seed, progress, device)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ._util import check_float, check_int, get_device
 from .data import Dataset, batches
-from .training import evaluate, make_optimizer, train
+from .training import EVAL_BATCH, evaluate, make_optimizer, train
 
 
 def _check_T(T) -> float:
@@ -61,7 +61,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 @torch.no_grad()
-def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """The logits of ``model`` for all of ``X`` (eval mode, no gradients)."""
     check_int("batch_size", batch_size, 1)
     was_training = model.training

@@ -22,6 +22,7 @@ from ._util import check_choice, check_float, check_int, get_device
 from .data import Dataset, batches
 
 OPTIMIZERS = ("sgd", "adam")
+EVAL_BATCH = 250  # rows per forward pass when evaluating: bounds the CNN's activation memory
 PENALTIES = (None, "l1", "l2")
 
 
@@ -58,7 +59,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.0
 
 @torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
-             batch_size: int = 1000) -> dict:
+             batch_size: int = EVAL_BATCH) -> dict:
     """Return ``{"accuracy": fraction correct, "loss": mean cross-entropy}`` on (X, y).
 
     The model is put in eval mode for the pass and its mode restored afterwards.

@@ -85,6 +85,7 @@ def jupyterlab(tmp: Path, notebooks: list[Path], *, widgets_disabled: bool = Fal
     _write_json(config / "labconfig" / "page_config.json", page_config)
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config)}
+    env.pop("KIT_CACHE_DIR", None)  # the kit's own cache, shared with nbval's run
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
            "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={work}", f"--LabApp.user_settings_dir={settings}",
@@ -117,14 +118,15 @@ def jupyterlab(tmp: Path, notebooks: list[Path], *, widgets_disabled: bool = Fal
 
 
 @contextmanager
-def chromium_page():
+def chromium():
+    """Yield a function that opens a fresh page (its own browser context)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            yield page
+            yield lambda: browser.new_context(
+                viewport={"width": 1400, "height": 1000}).new_page()
         finally:
             browser.close()
 
@@ -132,8 +134,10 @@ def chromium_page():
 # JavaScript run in the page, against JupyterLab's own model of the notebook.
 # A widget output whose front-end is missing falls back to another renderer
 # (its text/plain repr), which marks the output node with data-mime-type.
-_JS_STATE = """() => {
-  const nb = window.jupyterapp.shell.currentWidget;
+_JS_FIND = ("(name) => Array.from(window.jupyterapp.shell.widgets('main'))"
+            ".find(w => w.context && w.context.path === name)")
+_JS_STATE = """(name) => {
+  const nb = (%s)(name);
   if (!nb || !nb.content || !nb.content.model) return null;
   const cells = nb.content.model.cells;
   let pending = 0, errors = [], widgets = 0, fallbacks = [];
@@ -155,31 +159,32 @@ _JS_STATE = """() => {
   }
   const kernel = nb.sessionContext.session && nb.sessionContext.session.kernel;
   return {pending, errors, widgets, fallbacks, status: kernel ? kernel.status : 'none'};
-}""" % WIDGET_MIME
+}""" % (_JS_FIND, WIDGET_MIME)
 
 
 def open_and_run_all(page, url: str, token: str, name: str) -> dict:
-    """Open notebook ``name``, clear it, run all cells; return its final state."""
-    page.goto(f"{url}/lab/tree/{name}?token={token}")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                           " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                           ".kernel && window.jupyterapp.shell.currentWidget.sessionContext"
-                           ".session.kernel.status === 'idle'", timeout=120_000)
+    """Open notebook ``name`` in a fresh workspace, clear it, run all cells;
+    return its final state."""
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_function(
+        "(name) => { const nb = (%s)(name); const s = nb && nb.sessionContext.session;"
+        " return s && s.kernel && s.kernel.status === 'idle'; }" % _JS_FIND,
+        arg=name, timeout=120_000)
+    page.evaluate("(name) => { const nb = (%s)(name);"
+                  " window.jupyterapp.shell.activateById(nb.id); }" % _JS_FIND, name)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     deadline = time.monotonic() + RUN_TIMEOUT_S
     state = None
     while time.monotonic() < deadline:
         page.wait_for_timeout(1000)
-        state = page.evaluate(_JS_STATE)
+        state = page.evaluate(_JS_STATE, name)
         if state and (state["errors"] or (state["pending"] == 0 and state["status"] == "idle")):
             break
     else:
         pytest.fail(f"{name}: cells still running after {RUN_TIMEOUT_S} s: {state}")
     page.wait_for_timeout(1500)  # let the last outputs render
-    return page.evaluate(_JS_STATE)
+    return page.evaluate(_JS_STATE, name)
 
 
 def widget_problems(page, state: dict) -> list[str]:
@@ -236,8 +241,9 @@ def test_notebooks_run_and_widgets_render_in_jupyterlab(tmp_path):
     _need_browser()
     shots = screenshot_dir(tmp_path)
     with jupyterlab(tmp_path, [ROOT / "notebooks" / n for n in NOTEBOOKS]) as (url, token), \
-            chromium_page() as page:
+            chromium() as new_page:
         for name in NOTEBOOKS:
+            page = new_page()
             state = open_and_run_all(page, url, token, name)
             assert state["errors"] == [], f"{name}: {state['errors']}"
             assert widget_problems(page, state) == [], name
@@ -249,6 +255,7 @@ def test_notebooks_run_and_widgets_render_in_jupyterlab(tmp_path):
                 move_slider_and_check_redraw(page, box, "T", 10,
                                              shots / "temperature_explorer.png")
             page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+            page.context.close()
     assert (shots / "lambda_explorer.png").is_file()
     assert (shots / "temperature_explorer.png").is_file()
 
@@ -265,7 +272,8 @@ def test_missing_widget_frontend_is_detected(tmp_path):
     _write_json(src, nb)
     for disabled in (False, True):
         with jupyterlab(tmp_path / f"lab-{disabled}", [src], widgets_disabled=disabled) as \
-                (url, token), chromium_page() as page:
+                (url, token), chromium() as new_page:
+            page = new_page()
             state = open_and_run_all(page, url, token, src.name)
             assert state["errors"] == [] and state["widgets"] == 1
             problems = widget_problems(page, state)

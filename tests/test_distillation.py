@@ -27,7 +27,7 @@ from helpers.distillation import (
     without_class,
 )
 from helpers.models import mlp
-from helpers.training import random_shift, train
+from helpers.training import EVAL_BATCH, random_shift, train
 
 CPU = "cpu"
 PAIRS = [(0.5, 0.3), (1.0, 0.9), (2.0, 0.5), (4.0, 0.9), (7.5, 1.0), (20.0, 0.1)]
@@ -299,14 +299,15 @@ def test_the_teacher_logits_come_from_eval_mode(small):
     assert t.training
 
 
-def test_teacher_forward_runs_once_per_call_in_chunks_of_1000(embedded):
+def test_teacher_forward_runs_once_per_call_in_eval_chunks(embedded):
     data = subset(embedded, 2100, 100, "distill-2100")
     t = mlp(16, seed=2)
     calls = []
     t.register_forward_hook(lambda m, inp, out: calls.append(len(inp[0])))
     run_distill(mlp(8, seed=0), t, data, epochs=2, batch_size=300)
-    assert len(calls) == math.ceil(2100 / 1000) == 3
-    assert calls == [1000, 1000, 100]
+    chunk = EVAL_BATCH  # helpers.training's evaluation batch
+    assert len(calls) == math.ceil(2100 / chunk)
+    assert calls == [chunk] * (2100 // chunk) + [2100 % chunk] * (2100 % chunk > 0)
     # given logits: the teacher is not run at all
     calls.clear()
     logits = logits_of(t, data.X_train)
