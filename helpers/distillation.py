@@ -23,7 +23,7 @@ from torch import nn
 
 from ._util import check_float, check_int, get_device
 from .data import Dataset, batches
-from .training import EVAL_BATCH, evaluate, make_optimizer, train
+from .training import evaluate, logits_of, make_optimizer, train
 
 
 def _check_T(T) -> float:
@@ -58,20 +58,6 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                   F.log_softmax(teacher_logits / T, dim=-1),
                   log_target=True, reduction="batchmean")
     return alpha * T * T * kl + (1 - alpha) * ce
-
-
-@torch.no_grad()
-def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """The logits of ``model`` for all of ``X`` (eval mode, no gradients)."""
-    check_int("batch_size", batch_size, 1)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        return torch.cat([model(xb.to(device)) for xb, _ in
-                          batches(X, torch.empty(len(X)), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float = 4.0,

@@ -58,6 +58,21 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.0
 
 
 @torch.no_grad()
+def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """The logits of ``model`` for all of ``X``, ``batch_size`` rows at a time
+    (eval mode, no gradients; the model's mode is restored afterwards)."""
+    check_int("batch_size", batch_size, 1)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model(xb.to(device)) for xb, _ in
+                          batches(X, torch.empty(len(X)), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
              batch_size: int = EVAL_BATCH) -> dict:
     """Return ``{"accuracy": fraction correct, "loss": mean cross-entropy}`` on (X, y).
@@ -67,19 +82,12 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     check_int("batch_size", batch_size, 1)
     if len(X) == 0:
         raise ValueError("X must hold at least one sample, got 0")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct, loss = 0, 0.0
-    try:
-        for xb, yb in batches(X, y, batch_size):
-            out = model(xb.to(device))
-            yb = yb.to(device)
-            loss += F.cross_entropy(out, yb, reduction="sum").item()
-            correct += (out.argmax(1) == yb).sum().item()
-    finally:
-        model.train(was_training)
-    return {"accuracy": correct / len(X), "loss": loss / len(X)}
+    if len(y) != len(X):
+        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    out = logits_of(model, X, batch_size=batch_size)
+    y = y.to(out.device)
+    return {"accuracy": (out.argmax(1) == y).sum().item() / len(X),
+            "loss": F.cross_entropy(out, y, reduction="sum").item() / len(X)}
 
 
 def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3,

@@ -27,6 +27,19 @@ class _Explorer(widgets.VBox):
     figure: Figure | None = None
     row: Mapping | None = None
 
+    def _assemble(self, *controls: widgets.Widget) -> None:
+        """Lay out ``controls`` in a row, the summary and the figure below;
+        redraw whenever a control's value changes; draw once now."""
+        self.summary = widgets.HTML()
+        self.out = widgets.Output()
+        super().__init__([widgets.HBox(list(controls)), self.summary, self.out])
+        for control in controls:
+            control.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        raise NotImplementedError
+
     def _show(self, fig: Figure, summary: str) -> None:
         self.figure = fig
         self.summary.value = summary
@@ -52,12 +65,7 @@ class LambdaExplorer(_Explorer):
         self.lam = widgets.FloatLogSlider(
             value=lams[len(lams) // 2], base=10, min=exps[0], max=exps[-1], step=step,
             description="λ", readout_format=".0e", continuous_update=False)
-        self.summary = widgets.HTML()
-        self.out = widgets.Output()
-        super().__init__([widgets.HBox([self.penalty, self.lam]), self.summary, self.out])
-        self.penalty.observe(self.update, names="value")
-        self.lam.observe(self.update, names="value")
-        self.update()
+        self._assemble(self.penalty, self.lam)
 
     def update(self, change=None) -> None:
         rows = self.sweeps[self.penalty.value]
@@ -88,11 +96,7 @@ class AmountExplorer(_Explorer):
         self.amount = widgets.FloatSlider(value=value, min=0.0, max=0.99, step=0.01,
                                           description="pruned", readout_format=".0%",
                                           continuous_update=False)
-        self.summary = widgets.HTML()
-        self.out = widgets.Output()
-        super().__init__([self.amount, self.summary, self.out])
-        self.amount.observe(self.update, names="value")
-        self.update()
+        self._assemble(self.amount)
 
     def point(self, amount: float) -> Mapping:
         """The sweep row for ``amount`` (computed once, then memoised)."""
@@ -126,12 +130,7 @@ class TemperatureExplorer(_Explorer):
         self.T = widgets.FloatLogSlider(value=T, base=10, min=math.log10(0.5),
                                         max=math.log10(20), step=0.05, description="T",
                                         readout_format=".2f", continuous_update=True)
-        self.summary = widgets.HTML()
-        self.out = widgets.Output()
-        super().__init__([widgets.HBox([self.index, self.T]), self.summary, self.out])
-        self.index.observe(self.update, names="value")
-        self.T.observe(self.update, names="value")
-        self.update()
+        self._assemble(self.index, self.T)
 
     def update(self, change=None) -> None:
         from .distillation import entropy, soft_targets
@@ -166,12 +165,7 @@ class DistillationExplorer(_Explorer):
         self.alpha = widgets.SelectionSlider(options=alphas,
                                              value=alpha if alpha is not None else alphas[-1],
                                              description="α")
-        self.summary = widgets.HTML()
-        self.out = widgets.Output()
-        super().__init__([widgets.HBox([self.T, self.alpha]), self.summary, self.out])
-        self.T.observe(self.update, names="value")
-        self.alpha.observe(self.update, names="value")
-        self.update()
+        self._assemble(self.T, self.alpha)
 
     def update(self, change=None) -> None:
         T, alpha = self.T.value, self.alpha.value
