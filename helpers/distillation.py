@@ -15,15 +15,19 @@ Also here: the bias correction of Hinton et al.'s omitted-digit experiment.
 """
 from __future__ import annotations
 
-import time
+import copy
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._util import check_float, check_int, get_device
-from .data import Dataset, batches
-from .training import evaluate, logits_of, make_optimizer, train
+from .checkpoints import (SEEDS, final_record, get_teacher, load_or_train,
+                          model_fingerprint)
+from .data import Dataset
+from .models import mlp
+from .training import best_epoch, evaluate, logits_of, train
 
 
 def _check_T(T) -> float:
@@ -63,65 +67,32 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float = 4.0,
             alpha: float = 0.9, epochs: int = 60, lr: float = 1e-3, batch_size: int = 64,
             seed: int = 0, progress: bool = True, logits: torch.Tensor | None = None,
-            device=None) -> list[dict]:
+            **train_kwargs) -> list[dict]:
     """Train ``student`` in place to imitate ``teacher`` on ``data``'s training
-    split; return the history (one dict per epoch, as ``training.train``).
+    split; return the history of ``training.train`` (``train_loss`` is the mean
+    distillation loss).
 
-    ``T`` > 0, ``alpha`` in [0, 1], ``epochs`` >= 1. The teacher is frozen
-    (``requires_grad`` off during the call, restored after) and in eval mode;
-    its logits on the training inputs are computed once, or taken from
-    ``logits`` (N_train, classes) when given. Same ``seed``, same result.
+    ``T`` > 0, ``alpha`` in [0, 1], ``epochs`` >= 1. The teacher's logits on
+    the training inputs are computed once, in eval mode under ``no_grad`` (so
+    the teacher is never changed), or taken from ``logits`` (N_train, classes)
+    when given. Other keyword arguments (``keep_best``, ``on_epoch_end``,
+    ``device``, ...) go to ``training.train``. Same ``seed``, same result.
     """
     T = _check_T(T)
     alpha = check_float("alpha", alpha, 0.0, 1.0)
-    check_int("epochs", epochs, 1)
-    check_float("lr", lr, 0.0, low_open=True)
-    check_int("batch_size", batch_size, 1)
-    check_int("seed", seed, 0)
-    device = get_device(device)
-    student.to(device)
-    data = data.to(device)
+    device = get_device(train_kwargs.pop("device", None))
     if logits is None:
-        teacher.to(device)
-        logits = logits_of(teacher, data.X_train)
+        logits = logits_of(teacher.to(device), data.X_train.to(device))
     if logits.shape[0] != len(data.X_train):
         raise ValueError(f"logits must have one row per training sample ({len(data.X_train)}), "
                          f"got {logits.shape[0]}")
-    logits = logits.to(device)
-    opt = make_optimizer(student, "adam", lr)
-    frozen = [(p, p.requires_grad) for p in teacher.parameters()]
-    for p, _ in frozen:
-        p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed)
-    index = torch.arange(len(data.X_train), device=device)
-    history = []
+    targets = logits.detach().to(device)
 
-    from tqdm.auto import tqdm
+    def kd_loss(model, xb, yb, idx):
+        return distillation_loss(model(xb), targets[idx], yb, T=T, alpha=alpha)
 
-    bar = tqdm(range(1, epochs + 1), desc="distilling", disable=not progress, leave=False)
-    try:
-        for epoch in bar:
-            student.train()
-            start = time.perf_counter()
-            total = torch.zeros((), device=device)
-            for xb, ib in batches(data.X_train, index, batch_size, shuffle=True, generator=gen):
-                loss = distillation_loss(student(xb), logits[ib], data.y_train[ib],
-                                         T=T, alpha=alpha)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach() * len(ib)
-            ev = evaluate(student, data.X_test, data.y_test)
-            history.append({"epoch": epoch, "train_loss": total.item() / len(index),
-                            "seconds": time.perf_counter() - start,
-                            "test_accuracy": ev["accuracy"], "test_loss": ev["loss"]})
-            bar.set_postfix(acc=f"{ev['accuracy']:.3f}")
-    finally:
-        bar.close()
-        for p, flag in frozen:
-            p.requires_grad_(flag)
-    student.eval()
-    return history
+    return train(student, data, epochs=epochs, lr=lr, optimizer="adam", batch_size=batch_size,
+                 seed=seed, progress=progress, loss_fn=kd_loss, device=device, **train_kwargs)
 
 
 # --- Hinton's omitted-digit experiment ---------------------------------------
@@ -130,8 +101,6 @@ def without_class(data: Dataset, cls: int) -> Dataset:
     """``data`` with every training sample of class ``cls`` removed (test kept);
     its name says so (``"embedded-without-3"``), so caches keep them apart."""
     check_int("cls", cls, 0, len(data.classes) - 1)
-    from dataclasses import replace
-
     keep = data.y_train != cls
     return replace(data, name=f"{data.name}-without-{cls}", X_train=data.X_train[keep],
                    y_train=data.y_train[keep])
@@ -167,11 +136,19 @@ def bias_for_prior(model: nn.Module, X: torch.Tensor, cls: int, prior: float, *,
 
 
 def shift_bias(model: nn.Module, cls: int, shift: float) -> nn.Module:
-    """Return a copy of ``model`` whose last layer's bias for ``cls`` is raised by ``shift``."""
-    import copy
+    """Return a copy of ``model`` whose last layer's bias for ``cls`` is raised by ``shift``.
 
+    The last layer is the last module with a ``bias`` vector (an ``nn.Linear``
+    or a quantised linear layer); a model without one raises ValueError.
+    """
     net = copy.deepcopy(model)
-    last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    layers = [m for m in net.modules()
+              if isinstance(getattr(m, "bias", None), torch.Tensor) and m.bias.dim() == 1]
+    if not layers:
+        raise ValueError(f"model must end in a layer with a bias vector, "
+                         f"{type(model).__name__} has none")
+    last = layers[-1]
+    check_float("shift", shift, float("-inf"))
     check_int("cls", cls, 0, last.out_features - 1)
     with torch.no_grad():
         last.bias[cls] += float(shift)
@@ -189,23 +166,25 @@ def class_recall(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cls: int) -
 
 # --- cached students -----------------------------------------------------------
 
+# The student: a 784-64-10 MLP (4x fewer parameters than the CNN teacher),
+# trained as long as distillation needs (Beyer et al. 2022: be patient).
 STUDENT_RECIPE = {"hidden": 64, "epochs": 60, "lr": 1e-3, "batch_size": 64}
 
 
 def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int = 0,
                 teacher: nn.Module | None = None, recipe: dict | None = None,
                 progress: bool = False) -> tuple[nn.Module, dict]:
-    """Return ``(student, record)``: a 784-64-10 MLP distilled from the kit's
-    teacher (``checkpoints.get_teacher``) with ``T`` and ``alpha``, cached.
+    """Return ``(student, record)``: a 784-64-10 MLP distilled from ``teacher``
+    (default: the kit's, ``checkpoints.get_teacher(data)``) with ``T`` and
+    ``alpha``, cached.
 
     ``alpha = 0`` is the student trained from the labels alone, through the
-    same loop, seed and batches. ``record`` has ``history``, ``test_accuracy``
-    and ``cached``. Pass ``teacher`` to reuse one already loaded (it must be the
-    kit's teacher for ``data``, which the cache key assumes).
+    same loop, seed and batches (no teacher is needed or keyed). The record
+    has ``history`` (validation accuracy per epoch), ``test_accuracy`` (the
+    last epoch's model), ``best_epoch`` (the epoch of highest validation
+    accuracy), ``test_accuracy_best`` (that epoch's model) and ``cached``. The
+    cache key holds the data split's and the teacher's fingerprints.
     """
-    from .checkpoints import get_teacher, load_or_train
-    from .models import mlp
-
     T, alpha = _check_T(T), check_float("alpha", alpha, 0.0, 1.0)
     recipe = {**STUDENT_RECIPE, **(recipe or {})}
     unknown = set(recipe) - set(STUDENT_RECIPE)
@@ -217,33 +196,60 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
     check_int("recipe['batch_size']", recipe["batch_size"], 1)
     if alpha == 0:
         T = 1.0  # the temperature plays no part without the soft term
-    config = {"model": mlp(recipe["hidden"], seed=seed).config, "data": data.name,
-              "teacher": "kit-teacher", "recipe": recipe, "T": T, "alpha": alpha, "seed": seed}
+    elif teacher is None:
+        teacher, _ = get_teacher(data)
+    config = {"model": mlp(recipe["hidden"], seed=seed).config, "data": data.fingerprint,
+              "teacher": None if alpha == 0 else model_fingerprint(teacher),
+              "recipe": recipe, "T": T, "alpha": alpha, "seed": seed}
 
     def fit(student):
-        nonlocal teacher
         kwargs = {k: v for k, v in recipe.items() if k != "hidden"}
-        if alpha == 0:  # labels only: the same loop, seed and batches, no teacher needed
+        states = {}
+
+        def snapshot(m, epoch):  # every epoch's weights, to evaluate the best one later
+            states[epoch] = copy.deepcopy(m.state_dict())
+
+        if alpha == 0:  # labels only: the same loop, seed and batches, no teacher
             history = train(student, data, optimizer="adam", seed=seed, progress=progress,
-                            **kwargs)
+                            on_epoch_end=snapshot, **kwargs)
         else:
-            if teacher is None:
-                teacher, _ = get_teacher(data)
             history = distill(student, teacher, data, T=T, alpha=alpha, seed=seed,
-                              progress=progress, **kwargs)
-        return {"history": history, "test_accuracy": history[-1]["test_accuracy"]}
+                              progress=progress, on_epoch_end=snapshot, **kwargs)
+        record = final_record(student, data, history)
+        best = best_epoch(history)
+        at_best = copy.deepcopy(student)
+        at_best.load_state_dict(states[best])
+        record.update(best_epoch=best, test_accuracy_best=evaluate(
+            at_best, data.X_test, data.y_test)["accuracy"])
+        return record
 
     return load_or_train("student", config, lambda: mlp(recipe["hidden"], seed=seed), fit)
+
+
+def get_students(data: Dataset, *, seeds=SEEDS, **kwargs) -> list[tuple[nn.Module, dict]]:
+    """:func:`get_student` for each of ``seeds`` (same keyword arguments)."""
+    return [get_student(data, seed=s, **kwargs) for s in seeds]
 
 
 def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
                       teacher: nn.Module | None = None) -> list[dict]:
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
-    ``test_accuracy`` and ``history``."""
+    ``val_accuracy`` (the last epoch's, on the validation split: what a choice
+    may read), ``test_accuracy`` and ``history``."""
     rows = []
     for T in temperatures:
         for alpha in alphas:
             _, rec = get_student(data, T=T, alpha=alpha, seed=seed, teacher=teacher)
             rows.append({"T": float(T), "alpha": float(alpha),
+                         "val_accuracy": rec["history"][-1]["val_accuracy"],
                          "test_accuracy": rec["test_accuracy"], "history": rec["history"]})
     return rows
+
+
+def choose_T_alpha(rows) -> tuple[float, float]:
+    """The (T, alpha) of the grid row with the highest validation accuracy
+    (ties: the lower T, then the lower alpha). Reads no test figure."""
+    if not rows:
+        raise ValueError("rows must hold at least one distillation_grid row")
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["T"], -r["alpha"]))
+    return best["T"], best["alpha"]

@@ -22,17 +22,20 @@ import copy
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune
 
-from ._util import check_choice, check_float, check_int
+from ._util import check_choice, check_float, check_int, refresh_pruned_weights_, seeded
 from .data import Dataset
-from .models import MLP
+from .checkpoints import BASELINE_RECIPE, final_record, load_or_train
+from .models import MLP, baseline_mlp
 from .training import evaluate, train
 
 
-# The fine-tuning recipe after pruning: a few epochs at half the training rate.
-FINETUNE = {"epochs": 5, "lr": 5e-4, "optimizer": "adam", "batch_size": 64}
+# The fine-tuning recipe after pruning: up to 5 epochs at half the training
+# rate, keeping the epoch with the best validation accuracy.
+FINETUNE = {"epochs": 5, "lr": 5e-4, "optimizer": "adam", "batch_size": 64, "keep_best": True}
 
 
 # --- choosing layers --------------------------------------------------------
@@ -65,12 +68,7 @@ def clone(model: nn.Module) -> nn.Module:
     at each forward pass; straight after pruning it is a non-leaf tensor that
     ``copy.deepcopy`` refuses. It is refreshed (same values, no graph) first.
     """
-    for module in model.modules():
-        for name, mask in list(module.named_buffers(recurse=False)):
-            if name.endswith("_mask"):
-                base = name[:-5]
-                setattr(module, base, getattr(module, base + "_orig") * mask)
-    return copy.deepcopy(model)
+    return copy.deepcopy(refresh_pruned_weights_(model))
 
 
 def _check_amount(amount) -> float:
@@ -142,9 +140,17 @@ def threshold_prune(model: nn.Module, threshold: float, *,
 
 @torch.no_grad()
 def sparsity(model: nn.Module, layers: Sequence[str] | str | None = None) -> dict[str, float]:
-    """Fraction of zero weights per linear layer, and ``"overall"`` across them."""
+    """Fraction of zero weights per linear layer, and ``"overall"`` across them.
+
+    The model must have at least one ``nn.Linear`` layer (a quantised model,
+    whose layers are ``Int8Linear``, has none: count its zeros with
+    ``metrics.count_parameters``).
+    """
+    found = _layers(model, layers)
+    if not found:
+        raise ValueError(f"model must contain an nn.Linear layer; {type(model).__name__} has none")
     out, zeros, total = {}, 0, 0
-    for name, m in _layers(model, layers).items():
+    for name, m in found.items():
         w = m.weight
         z = int((w == 0).sum())
         out[name] = z / w.numel()
@@ -216,8 +222,9 @@ def shrink(model: MLP, *, layer: str | None = None) -> MLP:
     sizes = [len(keep[n]) if n in keep else getattr(model, n).out_features for n in hidden_names]
     if any(s == 0 for s in sizes):
         raise ValueError("every hidden layer must keep at least one neuron")
-    small = MLP(sizes, in_features=model.fc1.in_features,
-                num_classes=model.layers()[-1].out_features)
+    with seeded(0):  # its initial values are all overwritten; leave the global RNG alone
+        small = MLP(sizes, in_features=model.fc1.in_features,
+                    num_classes=model.layers()[-1].out_features)
     small.to(model.fc1.weight.device)
     prev_keep, prev_const = None, None
     for i, (src, dst) in enumerate(zip(model.layers(), small.layers())):
@@ -260,7 +267,8 @@ def iterative_prune(model: nn.Module, data: Dataset, *, target: float, step: flo
 
     Each try raises the sparsity of ``layers`` by ``step`` (capped at
     ``target``), fine-tunes for ``finetune_epochs`` (0 for none) with the masks
-    kept, and evaluates on ``val`` = (X, y) (default: the test split). A try
+    kept, and evaluates on ``val`` = (X, y) (default: the validation split;
+    the test split is never read). A try
     whose accuracy is more than ``tolerance`` below the unpruned model's is
     rolled back and the step halved (and kept below the failed gap); the loop ends at ``target`` or when the
     step falls below ``min_step``. Each trace row: ``sparsity`` tried,
@@ -271,7 +279,7 @@ def iterative_prune(model: nn.Module, data: Dataset, *, target: float, step: flo
     check_float("tolerance", tolerance, 0.0, 1.0)
     check_float("min_step", min_step, 0.0, 1.0, low_open=True)
     check_int("finetune_epochs", finetune_epochs, 0)
-    X, y = val if val is not None else (data.X_test, data.y_test)
+    X, y = val if val is not None else (data.X_val, data.y_val)
     _layers(model, layers)
     base = evaluate(model, X, y)["accuracy"]
     current, reached = clone(model), 0.0
@@ -298,7 +306,10 @@ def cubic_sparsity(t: int, *, initial: float, final: float, t0: int, n: int, dt:
     """Zhu & Gupta's schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3``.
 
     Before ``t0`` the sparsity is ``initial``; after ``t0 + n*dt`` it is ``final``.
+    ``t`` and ``t0`` >= 0, ``n`` and ``dt`` >= 1.
     """
+    check_int("t", t, 0)
+    check_int("t0", t0, 0)
     check_float("initial", initial, 0.0, 1.0, high_open=True)
     check_float("final", final, 0.0, 1.0, high_open=True)
     check_int("n", n, 1)
@@ -324,6 +335,8 @@ def gradual_prune(model: nn.Module, data: Dataset, *, final: float, epochs: int,
     """
     check_int("epochs", epochs, 1)
     check_int("start_epoch", start_epoch, 0)
+    check_float("initial", initial, 0.0, 1.0, high_open=True)
+    check_float("final", final, 0.0, 1.0, high_open=True)
     if prune_epochs is None:
         prune_epochs = max(1, epochs - start_epoch - 2)
     check_int("prune_epochs", prune_epochs, 1)
@@ -357,37 +370,57 @@ def _zero_weakest_neurons_(fc: nn.Linear, amount: float) -> torch.Tensor:
 
 def soft_filter_prune(model: MLP, data: Dataset, *, amount: float, epochs: int,
                       layer: str = "fc1", lr: float = 5e-4, seed: int = 0,
-                      progress: bool = False) -> tuple[MLP, list[dict]]:
+                      every: int | None = None, progress: bool = False
+                      ) -> tuple[MLP, list[dict]]:
     """Soft Filter Pruning for the neurons of one hidden layer; return (copy, history).
 
     After every epoch the incoming weights of the ``amount`` fraction of
     neurons with the smallest weight-row L2 norm are zeroed, but nothing is
     frozen: zeroed neurons keep their bias, keep receiving gradients and may
-    grow back, and the choice is made afresh each epoch. The returned copy has
-    the last epoch's neurons zeroed (``shrink`` removes them, folding their
-    constant outputs into the next bias). Each history row gains ``changed``
-    (how many of the zeroed neurons were not zeroed the epoch before),
-    ``regrown_norm`` (the largest weight-row norm the previously zeroed neurons
-    grew back to) and ``kept_min_norm`` (the smallest norm among kept neurons).
+    grow back, and the choice is made afresh each time. With ``every`` (>= 1)
+    the choice is also made every ``every`` optimiser steps, not only at the
+    end of each epoch. The returned copy has the last choice's neurons zeroed
+    (``shrink`` removes them, folding their constant outputs into the next
+    bias). Each history row gains ``changed`` (how many neurons were newly
+    zeroed during that epoch's re-selections, compared with the choice before
+    each), ``regrown_norm`` (the largest weight-row norm the neurons zeroed at
+    the previous choice grew back to) and ``kept_min_norm`` (the smallest norm
+    among the neurons kept by the epoch's final choice). On the first epoch
+    without ``every`` there is no earlier choice: all three are 0.
     """
     _check_amount(amount)
     check_int("epochs", epochs, 1)
+    if every is not None:
+        check_int("every", every, 1)
     net = make_permanent(model)
     fc, _ = _hidden_layer(net, layer)
-    previous = {"dead": None}
+    state = {"dead": None, "changed": 0, "steps": 0}
+
+    def reselect() -> torch.Tensor:
+        before = state["dead"]
+        state["dead"] = _zero_weakest_neurons_(fc, amount)
+        if before is not None:
+            state["changed"] += int((state["dead"] & ~before).sum())
+        return before
+
+    def loss_with_reselection(m, xb, yb, idx):
+        state["steps"] += 1
+        if state["steps"] % every == 0:
+            reselect()
+        return F.cross_entropy(m(xb), yb)
 
     def at_epoch_end(m, t):
-        before = previous["dead"]
         norms = fc.weight.detach().norm(dim=1)
-        dead = _zero_weakest_neurons_(fc, amount)
-        previous["dead"] = dead
+        before = reselect()
+        changed, state["changed"] = state["changed"], 0
         if before is None or not before.any():
-            return {"changed": 0, "regrown_norm": 0.0, "kept_min_norm": 0.0}
-        return {"changed": int((dead & ~before).sum()),
-                "regrown_norm": norms[before].max().item(),
-                "kept_min_norm": norms[~dead].min().item() if (~dead).any() else 0.0}
+            return {"changed": changed, "regrown_norm": 0.0, "kept_min_norm": 0.0}
+        alive = ~state["dead"]
+        return {"changed": changed, "regrown_norm": norms[before].max().item(),
+                "kept_min_norm": norms[alive].min().item() if alive.any() else 0.0}
 
     history = train(net, data, epochs=epochs, lr=lr, seed=seed, progress=progress,
+                    loss_fn=None if every is None else loss_with_reselection,
                     on_epoch_end=at_epoch_end)
     return net, history
 
@@ -396,15 +429,15 @@ def soft_filter_prune(model: MLP, data: Dataset, *, amount: float, epochs: int,
 
 def sensitivity_scan(model: nn.Module, data: Dataset, amounts: Sequence[float], *,
                      layers: Sequence[str] | str | None = None) -> dict[str, list[float]]:
-    """Test accuracy when each layer alone is pruned by each amount (no fine-tuning).
-
-    Returns ``{layer: [accuracy for each amount]}``.
+    """Validation accuracy when each layer alone is pruned by each amount (no
+    fine-tuning): the scan decides how much each layer can lose, so it reads
+    the validation split. Returns ``{layer: [accuracy for each amount]}``.
     """
     amounts = [_check_amount(a) for a in amounts]
     out = {}
     for name in _layers(model, layers):
-        out[name] = [evaluate(magnitude_prune(model, a, layers=name), data.X_test,
-                              data.y_test)["accuracy"] for a in amounts]
+        out[name] = [evaluate(magnitude_prune(model, a, layers=name), data.X_val,
+                              data.y_val)["accuracy"] for a in amounts]
     return out
 
 
@@ -418,18 +451,14 @@ def regularised_model(data: Dataset, penalty: str, lam: float, *, seed: int = 0,
                       progress: bool = False) -> tuple[MLP, dict]:
     """Return ``(net, record)``: the baseline MLP trained with ``BASELINE_RECIPE``
     plus an L1 or L2 penalty of weight ``lam`` >= 0; cached on disk."""
-    from .checkpoints import BASELINE_RECIPE, load_or_train
-    from .models import baseline_mlp
-
     check_choice("penalty", penalty, ("l1", "l2"))
     lam = check_float("lam", lam, 0.0)
     recipe = {**BASELINE_RECIPE, "penalty": penalty if lam else None, "lam": lam}
-    config = {"model": baseline_mlp(seed=seed).config, "data": data.name,
+    config = {"model": baseline_mlp(seed=seed).config, "data": data.fingerprint,
               "recipe": recipe, "seed": seed}
 
     def fit(m):
-        history = train(m, data, seed=seed, progress=progress, **recipe)
-        return {"history": history, "test_accuracy": history[-1]["test_accuracy"]}
+        return final_record(m, data, train(m, data, seed=seed, progress=progress, **recipe))
 
     return load_or_train("regularised", config, lambda: baseline_mlp(seed=seed), fit)
 
@@ -437,14 +466,15 @@ def regularised_model(data: Dataset, penalty: str, lam: float, *, seed: int = 0,
 def regularisation_sweep(data: Dataset, penalty: str, lams: Sequence[float] = REG_LAMBDAS, *,
                          seed: int = 0, near_zero: float = NEAR_ZERO) -> list[dict]:
     """Train (or load) one regularised MLP per λ; return one row per λ:
-    ``lam``, ``accuracy``, ``near_zero`` (share of fc1 weights with
-    ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU)."""
+    ``lam``, ``accuracy`` (test), ``val_accuracy``, ``near_zero`` (share of fc1
+    weights with ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU)."""
     check_float("near_zero", near_zero, 0.0, low_open=True)
     rows = []
     for lam in lams:
         net, rec = regularised_model(data, penalty, lam, seed=seed)
         w = net.fc1.weight.detach().cpu()
         rows.append({"lam": float(lam), "accuracy": rec["test_accuracy"],
+                     "val_accuracy": rec["history"][-1]["val_accuracy"],
                      "near_zero": (w.abs() < near_zero).float().mean().item(), "weights": w})
     return rows
 
@@ -460,10 +490,12 @@ def amount_point(model: nn.Module, data: Dataset, amount: float, *,
     first = next(iter(_layers(model, layers)))
     pruned = magnitude_prune(model, amount, layers=layers)
     acc = evaluate(pruned, data.X_test, data.y_test)["accuracy"]
-    history = train(pruned, data, epochs=finetune_epochs, lr=lr, seed=seed, progress=False)
+    train(pruned, data, epochs=finetune_epochs, lr=lr, seed=seed, progress=False,
+          evaluate_each_epoch=False)
     w = getattr(pruned, first).weight.detach().cpu()
     return {"amount": float(amount), "accuracy": acc,
-            "accuracy_finetuned": history[-1]["test_accuracy"], "surviving": w[w != 0]}
+            "accuracy_finetuned": evaluate(pruned, data.X_test, data.y_test)["accuracy"],
+            "surviving": w[w != 0]}
 
 
 def amount_sweep(model: nn.Module, data: Dataset, amounts: Sequence[float], **kwargs) -> list[dict]:
@@ -490,4 +522,4 @@ def rewind(pruned: nn.Module, init: nn.Module) -> nn.Module:
                 raise ValueError(f"init's {name}.{base} has shape {tuple(ref.shape)}, "
                                  f"pruned's has {tuple(p.shape)}")
             p.copy_(ref)
-    return net
+    return refresh_pruned_weights_(net)  # .weight would show the trained values until a forward

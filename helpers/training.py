@@ -11,19 +11,22 @@ same machine.
 """
 from __future__ import annotations
 
+import copy
 import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from ._util import check_choice, check_float, check_int, get_device
+from ._util import check_choice, check_float, check_int, get_device, refresh_pruned_weights_
 from .data import Dataset, batches
 
 OPTIMIZERS = ("sgd", "adam")
 EVAL_BATCH = 250  # rows per forward pass when evaluating: bounds the CNN's activation memory
 PENALTIES = (None, "l1", "l2")
+SCHEDULES = (None, "cosine")
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -90,10 +93,29 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
             "loss": F.cross_entropy(out, y, reduction="sum").item() / len(X)}
 
 
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
+                       idx: torch.Tensor) -> torch.Tensor:
+    """The default batch loss: mean cross-entropy of ``model(xb)`` against ``yb``."""
+    return F.cross_entropy(model(xb), yb)
+
+
+def best_epoch(history: list[dict]) -> int:
+    """The epoch (1-based) with the highest ``val_accuracy`` (the earliest on a tie)."""
+    if not history or "val_accuracy" not in history[0]:
+        raise ValueError("history must hold rows with 'val_accuracy' (train with "
+                         "evaluate_each_epoch=True)")
+    return max(history, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]
+
+
 def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3,
           optimizer: str = "adam", batch_size: int = 64, momentum: float = 0.0,
           penalty: str | None = None, lam: float = 0.0, seed: int = 0,
-          augment: bool = False, evaluate_each_epoch: bool = True, progress: bool = True,
+          augment: bool = False, schedule: str | None = None,
+          evaluate_each_epoch: bool = True, keep_best: bool = False,
+          progress: bool = True, loss_fn: LossFn | None = None,
           on_epoch_end: Callable[[nn.Module, int], dict | None] | None = None,
           device: str | torch.device | None = None) -> list[dict]:
     """Train ``model`` in place on ``data``'s training split; return the history.
@@ -101,10 +123,22 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     ``epochs`` >= 1; ``lr`` > 0; ``optimizer`` is ``"sgd"`` (with ``momentum`` in
     [0, 1)) or ``"adam"``; ``penalty`` is ``None``, ``"l1"`` or ``"l2"`` with
     weight ``lam`` >= 0. ``augment`` shifts each batch by up to 2 pixels in
-    each direction (see :func:`random_shift`). The history holds one dict per epoch: ``epoch``,
-    ``train_loss`` (mean cross-entropy, penalty excluded), ``seconds`` and, when
-    ``evaluate_each_epoch``, ``test_accuracy`` and ``test_loss``. The model ends
-    on ``device`` (default: CUDA, MPS or CPU, whichever is present).
+    each direction (see :func:`random_shift`). ``schedule="cosine"`` lowers the
+    learning rate from ``lr`` to 0 along a half cosine over all steps
+    (``None``: constant).
+
+    ``loss_fn(model, xb, yb, idx)`` is the batch loss (default: cross-entropy);
+    ``idx`` holds the batch's row numbers in the training split, so a loss can
+    look up per-sample targets computed once (distillation does).
+
+    The history holds one dict per epoch: ``epoch``; ``train_loss``, the mean
+    of ``loss_fn`` over the epoch's samples (the penalty excluded);
+    ``seconds``, the time of the epoch's updates (evaluation excluded); and,
+    when ``evaluate_each_epoch``, ``val_accuracy`` and ``val_loss`` on the
+    *validation* split. The test split is never read here. With ``keep_best``
+    the model ends with the weights of :func:`best_epoch` (validation decides
+    how many epochs to keep). The model ends on ``device`` (default: CUDA, MPS
+    or CPU, whichever is present), in eval mode.
 
     ``on_epoch_end(model, epoch)``, if given, runs after each epoch's updates and
     before its evaluation, with the same optimiser kept across epochs (this is
@@ -120,41 +154,54 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     check_choice("penalty", penalty, PENALTIES)
     check_float("lam", lam, 0.0)
     check_int("seed", seed, 0)
+    check_choice("schedule", schedule, SCHEDULES)
     if penalty is None and lam != 0:
         raise ValueError(f"lam must be 0 when penalty is None, got {lam!r}")
+    if keep_best and not evaluate_each_epoch:
+        raise ValueError("keep_best needs evaluate_each_epoch=True (validation picks the epoch)")
+    loss_fn = cross_entropy_loss if loss_fn is None else loss_fn
 
     device = get_device(device)
     model.to(device)
     data = data.to(device)
     opt = make_optimizer(model, optimizer, lr, momentum)
+    steps = epochs * -(-len(data.X_train) // batch_size)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+             if schedule == "cosine" else None)
     gen = torch.Generator().manual_seed(seed)
-    history = []
-
-    from tqdm.auto import tqdm
+    index = torch.arange(len(data.X_train), device=device)
+    history, best = [], None
 
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         start = time.perf_counter()
         total = torch.zeros((), device=device)
-        for xb, yb in batches(data.X_train, data.y_train, batch_size, shuffle=True, generator=gen):
+        for xb, idx in batches(data.X_train, index, batch_size, shuffle=True, generator=gen):
             if augment:
                 xb = random_shift(xb, gen)
             opt.zero_grad(set_to_none=True)
-            ce = F.cross_entropy(model(xb), yb)
-            loss = ce + lam * weight_penalty(model, penalty) if penalty else ce
+            data_loss = loss_fn(model, xb, data.y_train[idx], idx)
+            loss = data_loss + lam * weight_penalty(model, penalty) if penalty else data_loss
             loss.backward()
             opt.step()
-            total += ce.detach() * len(yb)
-        row = {"epoch": epoch, "train_loss": total.item() / len(data.X_train),
+            if sched is not None:
+                sched.step()
+            total += data_loss.detach() * len(idx)
+        row = {"epoch": epoch, "train_loss": total.item() / len(index),
                "seconds": time.perf_counter() - start}
         if on_epoch_end is not None:
             row.update(on_epoch_end(model, epoch) or {})
         if evaluate_each_epoch:
-            ev = evaluate(model, data.X_test, data.y_test)
-            row.update(test_accuracy=ev["accuracy"], test_loss=ev["loss"])
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{ev['accuracy']:.3f}")
+            ev = evaluate(model, data.X_val, data.y_val)
+            row.update(val_accuracy=ev["accuracy"], val_loss=ev["loss"])
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{ev['accuracy']:.3f}")
+            if keep_best and (best is None or ev["accuracy"] > best[0]):
+                best = (ev["accuracy"], copy.deepcopy(model.state_dict()))
         history.append(row)
     bar.close()
+    if keep_best:
+        model.load_state_dict(best[1])
+        refresh_pruned_weights_(model)  # a masked weight is stale until the next forward
     model.eval()
     return history
