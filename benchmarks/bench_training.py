@@ -34,7 +34,7 @@ multi-threaded OpenMP barriers stall and timings vary 10-50x. The figures are pr
     nothing but these GEMMs. The ratio kit epoch / bound says how much of the
     kit's epoch is overhead (target: within 4x).
 
-(c) Time to accuracy on the embedded data (4,000 train / 1,000 test). The
+(c) Time to accuracy on the embedded data (3,500 train / 1,000 test). The
     article's recipe (SGD lr 0.01, batch 64, 10 epochs, ToTensor, no
     normalisation) runs through its per-sample pipeline over IDX files of the
     embedded split; its final test accuracy is the target. The kit's baseline
@@ -69,7 +69,7 @@ from helpers.article import accuracy_as_written, train_as_written
 from helpers.checkpoints import BASELINE_RECIPE
 from helpers.data import Dataset, _parse_embedded, load_dataset
 from helpers.models import baseline_mlp
-from helpers.training import train
+from helpers.training import evaluate, train
 
 SEED = 0
 BATCH = 64
@@ -304,10 +304,18 @@ def article_recipe(root: Path) -> tuple[float, float]:
 
 
 def kit_recipe(data: Dataset) -> list[dict]:
-    """The kit's baseline recipe with an evaluation after every epoch."""
+    """The kit's baseline recipe with a test evaluation after every epoch.
+
+    A benchmark of speed, not a model choice: it reads the test split each
+    epoch (outside the timed ``seconds``) to find when the target is reached.
+    """
+    def test_accuracy(model, epoch):
+        return {"test_accuracy": evaluate(model, data.X_test, data.y_test)["accuracy"]}
+
     return kit_train(data, epochs=BASELINE_RECIPE["epochs"], lr=BASELINE_RECIPE["lr"],
                      optimizer=BASELINE_RECIPE["optimizer"],
-                     batch_size=BASELINE_RECIPE["batch_size"], evaluate_each_epoch=True)
+                     batch_size=BASELINE_RECIPE["batch_size"], evaluate_each_epoch=False,
+                     on_epoch_end=test_accuracy)
 
 
 def time_to_reach(history: list[dict], target: float) -> tuple[int | None, float | None]:

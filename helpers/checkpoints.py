@@ -29,8 +29,11 @@ FORMAT = 2
 
 # The recipes: what the notebooks call "the baseline" and "the teacher".
 BASELINE_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
-TEACHER_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64,
-                  "augment": True}
+# The teacher: the small CNN, shifted inputs (up to 2 pixels) and a cosine-decayed
+# learning rate from 2e-3, chosen among three recipes by mean validation accuracy
+# over five seeds (benchmarks/bench_teacher.py).
+TEACHER_RECIPE = {"epochs": 15, "lr": 2e-3, "optimizer": "adam", "batch_size": 64,
+                  "augment": True, "schedule": "cosine"}
 # The seeds over which every headline comparison is repeated (mean ± std).
 SEEDS = (0, 1, 2, 3, 4)
 

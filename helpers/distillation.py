@@ -66,7 +66,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float = 4.0,
             alpha: float = 0.9, epochs: int = 60, lr: float = 1e-3, batch_size: int = 64,
-            seed: int = 0, progress: bool = True, logits: torch.Tensor | None = None,
+            seed: int = 0, progress: bool = False, logits: torch.Tensor | None = None,
             **train_kwargs) -> list[dict]:
     """Train ``student`` in place to imitate ``teacher`` on ``data``'s training
     split; return the history of ``training.train`` (``train_loss`` is the mean
@@ -82,7 +82,7 @@ def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float =
     alpha = check_float("alpha", alpha, 0.0, 1.0)
     device = get_device(train_kwargs.pop("device", None))
     if logits is None:
-        logits = logits_of(teacher.to(device), data.X_train.to(device))
+        logits = logits_of(teacher, data.X_train)  # on the teacher's device; not moved
     if logits.shape[0] != len(data.X_train):
         raise ValueError(f"logits must have one row per training sample ({len(data.X_train)}), "
                          f"got {logits.shape[0]}")
@@ -168,15 +168,15 @@ def class_recall(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cls: int) -
 
 # The student: a 784-64-10 MLP (4x fewer parameters than the CNN teacher),
 # trained as long as distillation needs (Beyer et al. 2022: be patient).
-STUDENT_RECIPE = {"hidden": 64, "epochs": 60, "lr": 1e-3, "batch_size": 64}
+STUDENT_RECIPE = {"hidden": 64, "epochs": 60, "lr": 1e-3, "batch_size": 64, "schedule": None}
 
 
 def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int = 0,
                 teacher: nn.Module | None = None, recipe: dict | None = None,
                 progress: bool = False) -> tuple[nn.Module, dict]:
     """Return ``(student, record)``: a 784-64-10 MLP distilled from ``teacher``
-    (default: the kit's, ``checkpoints.get_teacher(data)``) with ``T`` and
-    ``alpha``, cached.
+    (default: the kit's teacher of the same seed, ``get_teacher(data, seed=seed)``)
+    with ``T`` and ``alpha``, cached.
 
     ``alpha = 0`` is the student trained from the labels alone, through the
     same loop, seed and batches (no teacher is needed or keyed). The record
@@ -197,7 +197,7 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
     if alpha == 0:
         T = 1.0  # the temperature plays no part without the soft term
     elif teacher is None:
-        teacher, _ = get_teacher(data)
+        teacher, _ = get_teacher(data, seed=seed)
     config = {"model": mlp(recipe["hidden"], seed=seed).config, "data": data.fingerprint,
               "teacher": None if alpha == 0 else model_fingerprint(teacher),
               "recipe": recipe, "T": T, "alpha": alpha, "seed": seed}
@@ -232,14 +232,15 @@ def get_students(data: Dataset, *, seeds=SEEDS, **kwargs) -> list[tuple[nn.Modul
 
 
 def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
-                      teacher: nn.Module | None = None) -> list[dict]:
+                      teacher: nn.Module | None = None, recipe: dict | None = None) -> list[dict]:
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
     ``val_accuracy`` (the last epoch's, on the validation split: what a choice
     may read), ``test_accuracy`` and ``history``."""
     rows = []
     for T in temperatures:
         for alpha in alphas:
-            _, rec = get_student(data, T=T, alpha=alpha, seed=seed, teacher=teacher)
+            _, rec = get_student(data, T=T, alpha=alpha, seed=seed, teacher=teacher,
+                                 recipe=recipe)
             rows.append({"T": float(T), "alpha": float(alpha),
                          "val_accuracy": rec["history"][-1]["val_accuracy"],
                          "test_accuracy": rec["test_accuracy"], "history": rec["history"]})

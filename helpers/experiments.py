@@ -16,7 +16,7 @@ from typing import Sequence
 from torch import nn
 
 from . import distillation, pruning
-from .checkpoints import SEEDS, get_baseline
+from .checkpoints import SEEDS, get_baseline, get_teacher
 from .data import Dataset
 from .training import evaluate, train
 
@@ -166,13 +166,13 @@ def gradual_vs_oneshot_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict
     return out
 
 
-def omitted_digit_runs(data: Dataset, teacher: nn.Module, seeds: Sequence[int] = SEEDS, *,
+def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,
                        cls: int = OMITTED["cls"], T: float = OMITTED["T"],
                        alpha: float = OMITTED["alpha"]) -> dict[str, dict[str, list[float]]]:
     """Hinton's omitted-digit experiment over seeds.
 
     Students (cached) never see class ``cls``: one from labels only, one
-    distilled. The bias of ``cls`` is then shifted so that the mean predicted
+    distilled from the teacher of the same seed (trained on all digits). The bias of ``cls`` is then shifted so that the mean predicted
     probability of ``cls`` over the *unlabelled validation images* is
     1/classes (no label is read). Returns, for ``"labels only"`` and
     ``"distilled"``: ``recall_before``, ``recall_after`` (share of the test
@@ -187,6 +187,7 @@ def omitted_digit_runs(data: Dataset, teacher: nn.Module, seeds: Sequence[int] =
         res = {k: [] for k in ("recall_before", "recall_after", "others_before", "others_after",
                                "shift")}
         for s in seeds:
+            teacher = get_teacher(data, seed=s)[0] if a else None
             student, _ = distillation.get_student(without, T=T, alpha=a, seed=s, teacher=teacher)
             shift = distillation.bias_for_prior(student, data.X_val, cls, prior)
             fixed = distillation.shift_bias(student, cls, shift)
@@ -200,16 +201,23 @@ def omitted_digit_runs(data: Dataset, teacher: nn.Module, seeds: Sequence[int] =
     return out
 
 
-def student_runs(data: Dataset, teacher: nn.Module, T: float, alpha: float,
+def teacher_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
+    """Test accuracy of the cached teacher for each seed."""
+    return [get_teacher(data, seed=s)[1]["test_accuracy"] for s in seeds]
+
+
+def student_runs(data: Dataset, T: float, alpha: float,
                  seeds: Sequence[int] = SEEDS) -> dict[str, dict[str, list[float]]]:
     """Scratch (labels only) and distilled students over seeds, same recipe and
-    batches: for each, ``last`` (test accuracy after the last epoch) and
-    ``best`` (after the epoch of best validation accuracy)."""
+    batches; seed s is distilled from the teacher of seed s. For each:
+    ``last`` (test accuracy after the last epoch), ``best`` (after the epoch of
+    best validation accuracy), ``best_epoch`` and ``val_curves`` (each seed's
+    validation accuracy per epoch)."""
     out = {}
     for name, a in (("labels only", 0.0), ("distilled", alpha)):
-        recs = [r for _, r in distillation.get_students(data, seeds=seeds, T=T, alpha=a,
-                                                        teacher=teacher)]
+        recs = [r for _, r in distillation.get_students(data, seeds=seeds, T=T, alpha=a)]
         out[name] = {"last": [r["test_accuracy"] for r in recs],
                      "best": [r["test_accuracy_best"] for r in recs],
-                     "best_epoch": [r["best_epoch"] for r in recs]}
+                     "best_epoch": [r["best_epoch"] for r in recs],
+                     "val_curves": [[h["val_accuracy"] for h in r["history"]] for r in recs]}
     return out

@@ -115,7 +115,7 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
           penalty: str | None = None, lam: float = 0.0, seed: int = 0,
           augment: bool = False, schedule: str | None = None,
           evaluate_each_epoch: bool = True, keep_best: bool = False,
-          progress: bool = True, loss_fn: LossFn | None = None,
+          progress: bool = False, loss_fn: LossFn | None = None,
           on_epoch_end: Callable[[nn.Module, int], dict | None] | None = None,
           device: str | torch.device | None = None) -> list[dict]:
     """Train ``model`` in place on ``data``'s training split; return the history.

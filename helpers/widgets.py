@@ -40,6 +40,11 @@ class _Explorer(widgets.VBox):
     def update(self, change=None) -> None:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        # What a saved notebook shows where no widget can render (GitHub, nbviewer).
+        return (f"{type(self).__name__} (interactive: run the notebook to move the slider; "
+                "the figure below shows its starting position)")
+
     def _show(self, fig: Figure, summary: str) -> None:
         self.figure = fig
         self.summary.value = summary

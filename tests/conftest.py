@@ -1,12 +1,74 @@
-"""Shared fixtures: an isolated cache per test, and the embedded data loaded once."""
+"""Shared fixtures and helpers: an isolated cache per test, the embedded data
+loaded once, small datasets cut from it, and model-state comparisons.
+
+Test files import the plain helpers with ``from conftest import ...``.
+"""
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import helpers.data as hdata
+from helpers.data import Dataset
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+
+
+def subset(data: Dataset, n_train: int, n_eval: int, name: str = "subset") -> Dataset:
+    """The first ``n_train`` training images of ``data`` and the first ``n_eval``
+    of both its validation and its test splits, under a new name."""
+    return dataclasses.replace(
+        data, name=name, X_train=data.X_train[:n_train], y_train=data.y_train[:n_train],
+        X_val=data.X_val[:n_eval], y_val=data.y_val[:n_eval],
+        X_test=data.X_test[:n_eval], y_test=data.y_test[:n_eval])
+
+
+def synthetic(n_train: int = 48, n_eval: int = 24, seed: int = 0) -> Dataset:
+    """A small learnable task on random images: the label is the argmax of a
+    fixed random linear map of the pixels. Validation and test have ``n_eval``
+    images each, disjoint from training."""
+    g = torch.Generator().manual_seed(seed)
+    R = torch.randn(784, 10, generator=g)
+    X = torch.randn(n_train + 2 * n_eval, 1, 28, 28, generator=g)
+    y = (X.reshape(len(X), -1) @ R).argmax(1)
+    a, b = n_train, n_train + n_eval
+    return Dataset("synthetic", X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:],
+                   DIGIT_NAMES, 0.0, 1.0)
+
+
+def write_idx_images(path: Path, images: np.ndarray) -> None:
+    """Write uint8 images (N, H, W) as an IDX file, the format of the MNIST files."""
+    n, h, w = images.shape
+    header = struct.pack(">iiii", 0x00000803, n, h, w)
+    path.write_bytes(header + images.astype(np.uint8).tobytes())
+
+
+def write_idx_labels(path: Path, labels: np.ndarray) -> None:
+    """Write labels (N,) as an IDX file of uint8."""
+    header = struct.pack(">ii", 0x00000801, len(labels))
+    path.write_bytes(header + labels.astype(np.uint8).tobytes())
+
+
+def hand_softmax(z: torch.Tensor) -> torch.Tensor:
+    """softmax along the last axis, written out (max subtracted for stability)."""
+    e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def state(model: torch.nn.Module) -> dict:
+    """A detached copy of ``model``'s state dict."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """True if two state dicts have the same keys, in order, and equal tensors."""
+    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,7 +118,7 @@ def embedded_cache_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedded(embedded_cache_file):
-    """The embedded dataset (4,000 / 1,000), parsed once per session. Read-only."""
+    """The embedded dataset (3,500 / 500 / 1,000), parsed once per session. Read-only."""
     return embedded_cache_file[1]
 
 

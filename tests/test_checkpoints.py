@@ -1,6 +1,7 @@
 """Tests for helpers.checkpoints: the trained-model cache and the shared baseline."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -8,10 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.checkpoints import (FORMAT, checkpoint_path, config_key, get_baseline,
-                                 load_or_train)
+import helpers.checkpoints as hc
+import helpers.distillation as hd
+import helpers.pruning as hp
+from helpers.checkpoints import (FORMAT, SEEDS, checkpoint_path, config_key, final_record,
+                                 get_baseline, get_baselines, load_or_train, model_fingerprint)
+from helpers.distillation import get_student, without_class
 from helpers.models import mlp
 from helpers.training import evaluate
+
+from conftest import same_state, subset
 
 CONFIG = {"model": {"type": "MLP", "hidden": [4]}, "data": "toy", "recipe": {"epochs": 1},
           "seed": 0}
@@ -22,10 +29,6 @@ def all_files(root: Path) -> list[Path]:
     for dirpath, _dirs, files in os.walk(root):
         found.extend(Path(dirpath) / f for f in files)
     return sorted(found)
-
-
-def same_state(a, b) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class CountingFit:
@@ -229,6 +232,8 @@ def test_get_baseline_is_cached_and_returns_independent_copies(embedded, isolate
     assert r1["test_accuracy"] == pytest.approx(ev["accuracy"], abs=1e-9)
     assert r1["test_loss"] == pytest.approx(ev["loss"], rel=1e-5)
     assert len(r1["history"]) == 15
+    assert all({"val_accuracy", "val_loss"} <= set(r) for r in r1["history"])
+    assert r1["train_seconds"] == pytest.approx(sum(r["seconds"] for r in r1["history"]))
     snapshot = {k: v.clone() for k, v in m1.state_dict().items()}
 
     with torch.no_grad():
@@ -250,3 +255,83 @@ def test_get_baseline_is_cached_and_returns_independent_copies(embedded, isolate
 def test_get_baseline_rejects_negative_seed(embedded):
     with pytest.raises(ValueError, match="seed"):
         get_baseline(embedded, seed=-1)
+
+
+# --- what a checkpoint key depends on ---------------------------------------------
+
+@pytest.fixture
+def recorded_keys(monkeypatch):
+    """Replace load_or_train (where each cached model looks it up) by a recorder
+    of (name, config): nothing is trained."""
+    seen = []
+
+    def fake(name, config, build, fit, *, device=None):
+        seen.append((name, config))
+        return build(), {"cached": False}
+
+    for module in (hc, hd, hp):
+        monkeypatch.setattr(module, "load_or_train", fake)
+    return seen
+
+
+def _all_keys(data, teacher, seen) -> dict:
+    """The checkpoint key of every cached model the kit trains on ``data``."""
+    seen.clear()
+    get_baseline(data, device="cpu")
+    hc.get_teacher(data, device="cpu")
+    get_student(data, alpha=0.0, recipe={"hidden": 8, "epochs": 1})
+    get_student(data, alpha=0.9, teacher=teacher, recipe={"hidden": 8, "epochs": 1})
+    hp.regularised_model(data, "l1", 1e-4)
+    assert [c["data"] for _, c in seen] == [data.fingerprint] * 5
+    return {f"{name}{i}": config_key(c) for i, (name, c) in enumerate(seen)}
+
+
+def test_every_checkpoint_key_changes_when_the_data_split_changes(embedded, recorded_keys):
+    data = subset(embedded, 300, 100, "keys")
+    teacher = mlp(16, seed=1)
+    base = _all_keys(data, teacher, recorded_keys)
+    assert base == _all_keys(data, teacher, recorded_keys)  # stable
+    g = torch.Generator().manual_seed(0)
+    variants = {
+        "without_class": without_class(data, 3),
+        "y_train permuted": dataclasses.replace(
+            data, y_train=data.y_train[torch.randperm(len(data.y_train), generator=g)]),
+        "y_val permuted": dataclasses.replace(
+            data, y_val=data.y_val[torch.randperm(len(data.y_val), generator=g)]),
+        "split seed": dataclasses.replace(data, split_seed=data.split_seed + 1),
+    }
+    for what, other in variants.items():
+        keys = _all_keys(other, teacher, recorded_keys)
+        assert keys.keys() == base.keys()
+        same = [k for k in keys if keys[k] == base[k]]
+        assert same == [], f"{what}: {same} would reuse a model trained on another split"
+
+
+def test_model_fingerprint_follows_every_value():
+    a = mlp(8, seed=0)
+    assert model_fingerprint(a) == model_fingerprint(mlp(8, seed=0))
+    b = mlp(8, seed=0)
+    with torch.no_grad():
+        b.fc2.bias[3] += 1e-6
+    assert model_fingerprint(b) != model_fingerprint(a)
+    assert model_fingerprint(mlp(8, seed=1)) != model_fingerprint(a)
+    assert model_fingerprint(mlp(9, seed=0)) != model_fingerprint(a)
+
+
+def test_final_record_reads_the_test_split_once(embedded):
+    data = subset(embedded, 100, 100, "record")
+    net = mlp(8, seed=0)
+    history = [{"epoch": 1, "train_loss": 1.0, "seconds": 0.5},
+               {"epoch": 2, "train_loss": 0.5, "seconds": 0.25}]
+    rec = final_record(net, data, history)
+    ev = evaluate(net, data.X_test, data.y_test)
+    assert rec == {"history": history, "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
+                   "train_seconds": 0.75}
+
+
+def test_get_baselines_is_get_baseline_per_seed(embedded, recorded_keys):
+    assert SEEDS == (0, 1, 2, 3, 4)
+    out = get_baselines(embedded, seeds=(0, 3), device="cpu")
+    assert len(out) == 2
+    assert [c["seed"] for _, c in recorded_keys] == [0, 3]
+    assert not same_state(out[0][0].state_dict(), out[1][0].state_dict())

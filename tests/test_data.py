@@ -2,9 +2,9 @@
 the offline behaviour, argument checks and batching."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
-import struct
 import threading
 import warnings
 from pathlib import Path
@@ -16,6 +16,8 @@ import torch
 import helpers.data as hdata
 from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
                           stratified_split)
+
+from conftest import write_idx_images, write_idx_labels
 
 # Written out by hand (not taken from helpers) so that the test is independent.
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -45,47 +47,51 @@ def raw_mnist():
 # --- the embedded set ---------------------------------------------------------
 
 def test_embedded_sizes_and_class_balance(embedded):
-    assert len(embedded.X_train) == 4000 and len(embedded.y_train) == 4000
+    assert len(embedded.X_train) == 3500 and len(embedded.y_train) == 3500
+    assert len(embedded.X_val) == 500 and len(embedded.y_val) == 500
     assert len(embedded.X_test) == 1000 and len(embedded.y_test) == 1000
-    assert torch.bincount(embedded.y_train, minlength=10).tolist() == [400] * 10
+    assert torch.bincount(embedded.y_train, minlength=10).tolist() == [350] * 10
+    assert torch.bincount(embedded.y_val, minlength=10).tolist() == [50] * 10
     assert torch.bincount(embedded.y_test, minlength=10).tolist() == [100] * 10
     assert embedded.name == "embedded"
     assert embedded.classes == tuple(str(i) for i in range(10))
+    assert embedded.split_seed == hdata.SPLIT_SEED
 
 
 def test_embedded_shapes_and_dtypes(embedded):
-    assert embedded.X_train.shape == (4000, 1, 28, 28)
+    assert embedded.X_train.shape == (3500, 1, 28, 28)
+    assert embedded.X_val.shape == (500, 1, 28, 28)
     assert embedded.X_test.shape == (1000, 1, 28, 28)
-    assert embedded.X_train.dtype == torch.float32
-    assert embedded.X_test.dtype == torch.float32
-    assert embedded.y_train.dtype == torch.int64
-    assert embedded.y_test.dtype == torch.int64
+    for k in ("X_train", "X_val", "X_test"):
+        assert getattr(embedded, k).dtype == torch.float32
+    for k in ("y_train", "y_val", "y_test"):
+        assert getattr(embedded, k).dtype == torch.int64
 
 
 def test_embedded_split_indices_are_disjoint_and_cover_everything(raw_mnist):
     _, y = raw_mnist
     assert len(y) == 5000
-    tr, te = stratified_split(y, 100, seed=0)
-    assert len(tr) == 4000 and len(te) == 1000
+    tr, va, te = stratified_split(y, 100, 50, seed=0)
+    assert (len(tr), len(va), len(te)) == (3500, 500, 1000)
     assert set(tr.tolist()).isdisjoint(te.tolist())
-    assert np.array_equal(np.sort(np.concatenate([tr, te])), np.arange(5000))
+    assert set(tr.tolist()).isdisjoint(va.tolist())
+    assert set(va.tolist()).isdisjoint(te.tolist())
+    assert np.array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(5000))
     assert np.bincount(y[te], minlength=10).tolist() == [100] * 10
-    assert np.bincount(y[tr], minlength=10).tolist() == [400] * 10
+    assert np.bincount(y[va], minlength=10).tolist() == [50] * 10
+    assert np.bincount(y[tr], minlength=10).tolist() == [350] * 10
 
 
 def test_embedded_matches_raw_digits_split_and_normalised_by_hand(embedded, raw_mnist):
     X, y = raw_mnist
-    tr, te = stratified_split(y, 100, seed=0)
+    tr, va, te = stratified_split(y, 100, 50, seed=0)
     pix_train = X[tr] / 255.0
-    mean, std = pix_train.mean(), pix_train.std(ddof=1)
-    want_train = (pix_train - mean) / std
-    want_test = (X[te] / 255.0 - mean) / std
-    np.testing.assert_allclose(embedded.X_train.reshape(4000, 784).numpy(), want_train,
-                               rtol=0, atol=1e-5)
-    np.testing.assert_allclose(embedded.X_test.reshape(1000, 784).numpy(), want_test,
-                               rtol=0, atol=1e-5)
-    assert np.array_equal(embedded.y_train.numpy(), y[tr])
-    assert np.array_equal(embedded.y_test.numpy(), y[te])
+    mean, std = pix_train.mean(), pix_train.std(ddof=1)  # of the training split only
+    for part, idx, n in (("train", tr, 3500), ("val", va, 500), ("test", te, 1000)):
+        want = (X[idx] / 255.0 - mean) / std
+        got = getattr(embedded, f"X_{part}").reshape(n, 784).numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        assert np.array_equal(getattr(embedded, f"y_{part}").numpy(), y[idx])
     assert embedded.mean == pytest.approx(mean, abs=1e-4)
     assert embedded.std == pytest.approx(std, abs=1e-4)
 
@@ -98,15 +104,48 @@ def test_embedded_training_split_is_standardised(embedded):
 
 def test_stratified_split_is_deterministic_per_seed():
     y = np.repeat(np.arange(5), 30)
-    a_tr, a_te = stratified_split(y, 6, seed=3)
-    b_tr, b_te = stratified_split(y, 6, seed=3)
-    assert np.array_equal(a_tr, b_tr) and np.array_equal(a_te, b_te)
-    c_tr, c_te = stratified_split(y, 6, seed=4)
-    assert not np.array_equal(a_tr, c_tr)
-    assert not np.array_equal(a_te, c_te)
-    for tr, te in ((a_tr, a_te), (c_tr, c_te)):
+    a = stratified_split(y, 6, 4, seed=3)
+    b = stratified_split(y, 6, 4, seed=3)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    c = stratified_split(y, 6, 4, seed=4)
+    assert not np.array_equal(a[0], c[0])
+    assert not np.array_equal(a[1], c[1])
+    assert not np.array_equal(a[2], c[2])
+    for tr, va, te in (a, c):
         assert np.bincount(y[te]).tolist() == [6] * 5
-        assert np.array_equal(np.sort(np.concatenate([tr, te])), np.arange(len(y)))
+        assert np.bincount(y[va]).tolist() == [4] * 5
+        assert np.array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(len(y)))
+
+
+def test_stratified_split_without_validation_returns_an_empty_val_part():
+    y = np.repeat(np.arange(3), 10)
+    tr, va, te = stratified_split(y, 2, seed=0)
+    assert len(va) == 0 and len(te) == 6 and len(tr) == 24
+
+
+def test_stratified_split_rejects_a_class_too_small_for_its_parts():
+    y = np.repeat(np.arange(3), 5)
+    with pytest.raises(ValueError, match="test_per_class"):
+        stratified_split(y, 3, 2)
+
+
+def test_embedded_cache_file_name_carries_the_split_parameters():
+    name = hdata._EMBEDDED_CACHE
+    assert f"test{hdata.EMBEDDED_TEST_PER_CLASS}" in name
+    assert f"val{hdata.EMBEDDED_VAL_PER_CLASS}" in name
+    assert f"seed{hdata.SPLIT_SEED}" in name
+
+
+def test_fingerprint_is_stable_and_changes_with_the_split(embedded):
+    assert embedded.fingerprint == dataclasses.replace(embedded).fingerprint
+    y = embedded.y_train.clone()
+    y[0] = (y[0] + 1) % 10
+    changed = [dataclasses.replace(embedded, y_train=y),
+               dataclasses.replace(embedded, name="other"),
+               dataclasses.replace(embedded, split_seed=embedded.split_seed + 1),
+               dataclasses.replace(embedded, X_val=embedded.X_val[:-1], y_val=embedded.y_val[:-1])]
+    prints = [d.fingerprint for d in changed]
+    assert len(set(prints + [embedded.fingerprint])) == len(changed) + 1
 
 
 # --- the on-disk cache of the embedded set ------------------------------------
@@ -119,7 +158,7 @@ def _forbid_parse(monkeypatch):
 
 def _same(a: Dataset, b: Dataset) -> bool:
     return all(torch.equal(getattr(a, k), getattr(b, k))
-               for k in ("X_train", "y_train", "X_test", "y_test")) and (
+               for k in Dataset._TENSORS) and (
         a.mean, a.std, a.classes) == (b.mean, b.std, b.classes)
 
 
@@ -171,7 +210,7 @@ def test_embedded_corrupt_cache_warns_and_is_repaired(
 
     # The file is valid again: it loads, and a fresh load uses it without a warning.
     parts = torch.load(path, weights_only=True)
-    assert set(parts) == {"x_train", "y_train", "x_test", "y_test"}
+    assert set(parts) == {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}
     hdata._memo.clear()
     _forbid_parse(monkeypatch)
     with warnings.catch_warnings():
@@ -183,30 +222,36 @@ def test_embedded_corrupt_cache_warns_and_is_repaired(
 
 # --- torchvision path on tiny IDX files ---------------------------------------
 
-def _write_idx_images(path: Path, images: np.ndarray) -> None:
-    n, h, w = images.shape
-    header = struct.pack(">iiii", 0x00000803, n, h, w)
-    path.write_bytes(header + images.astype(np.uint8).tobytes())
+FAKE_PER_CLASS = 3  # training images per class in the tiny IDX files
+FAKE_VAL_PER_CLASS = 1  # carved from them for validation (the real sets: 500)
 
 
-def _write_idx_labels(path: Path, labels: np.ndarray) -> None:
-    header = struct.pack(">ii", 0x00000801, len(labels))
-    path.write_bytes(header + labels.astype(np.uint8).tobytes())
+@pytest.fixture(autouse=True)
+def tiny_torchvision_val(monkeypatch):
+    """The tiny IDX sets below have 3 training images per class: carve 1 each."""
+    monkeypatch.setattr(hdata, "TORCHVISION_VAL_PER_CLASS", FAKE_VAL_PER_CLASS)
 
 
 def _write_fake_set(root: Path, folder: str, seed: int):
+    """Tiny IDX files: 30 training images (3 per class, shuffled), 10 test images."""
     rng = np.random.default_rng(seed)
     raw = root / folder / "raw"
     raw.mkdir(parents=True)
-    xtr = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
-    ytr = rng.integers(0, 10, size=20)
+    xtr = rng.integers(0, 256, size=(10 * FAKE_PER_CLASS, 28, 28), dtype=np.uint8)
+    ytr = rng.permutation(np.repeat(np.arange(10), FAKE_PER_CLASS))
     xte = rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
     yte = rng.integers(0, 10, size=10)
-    _write_idx_images(raw / "train-images-idx3-ubyte", xtr)
-    _write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
-    _write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
-    _write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
+    write_idx_images(raw / "train-images-idx3-ubyte", xtr)
+    write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
+    write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
+    write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
     return xtr, ytr, xte, yte
+
+
+def _pixels(data_x: torch.Tensor, data: Dataset) -> np.ndarray:
+    """Un-normalise (N, 1, 28, 28) images back to uint8 pixels (N, 28, 28)."""
+    back = (data_x[:, 0].double() * data.std + data.mean) * 255
+    return back.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 @pytest.mark.parametrize("name, folder, classes", [
@@ -220,20 +265,32 @@ def test_torchvision_path_reads_local_idx_files(tmp_path, name, folder, classes)
 
     assert data.name == name
     assert data.classes == classes
-    assert data.X_train.shape == (20, 1, 28, 28) and data.X_test.shape == (10, 1, 28, 28)
+    n_val = 10 * FAKE_VAL_PER_CLASS
+    assert data.X_train.shape == (len(xtr) - n_val, 1, 28, 28)
+    assert data.X_val.shape == (n_val, 1, 28, 28) and data.X_test.shape == (10, 1, 28, 28)
     assert data.X_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
 
-    pix = xtr.astype(np.float64) / 255.0
+    # Which file image went where, found by its bytes (the split shuffles).
+    where = {xtr[i].tobytes(): i for i in range(len(xtr))}
+    tr = [where[b.tobytes()] for b in _pixels(data.X_train, data)]
+    va = [where[b.tobytes()] for b in _pixels(data.X_val, data)]
+    assert sorted(tr + va) == list(range(len(xtr)))  # each training image in one split
+    assert data.y_train.tolist() == ytr[tr].tolist()
+    assert data.y_val.tolist() == ytr[va].tolist()
+
+    pix = xtr[tr].astype(np.float64) / 255.0  # statistics of the training part only
     mean, std = pix.mean(), pix.std(ddof=1)
     np.testing.assert_allclose(data.X_train[:, 0].numpy(), (pix - mean) / std, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(data.X_val[:, 0].numpy(),
+                               (xtr[va].astype(np.float64) / 255.0 - mean) / std,
+                               rtol=0, atol=1e-5)
     np.testing.assert_allclose(data.X_test[:, 0].numpy(),
                                (xte.astype(np.float64) / 255.0 - mean) / std, rtol=0, atol=1e-5)
-    assert data.y_train.tolist() == ytr.tolist()
     assert data.y_test.tolist() == yte.tolist()
 
     # Un-normalising with the stored (rounded) statistics gives back the pixels.
     back = (data.X_train[:, 0].double() * data.std + data.mean) * 255
-    np.testing.assert_allclose(back.numpy(), xtr, rtol=0, atol=0.1)
+    np.testing.assert_allclose(back.numpy(), xtr[tr], rtol=0, atol=0.1)
 
 
 # --- offline behaviour ----------------------------------------------------------
@@ -416,7 +473,7 @@ def test_kit_dataset_selects_torchvision_set(monkeypatch, tmp_path):
     monkeypatch.setenv("KIT_DATASET", "fashion-mnist")
     data = load_dataset(root=root, download=False)
     assert data.name == "fashion-mnist"
-    assert data.y_train.tolist() == ytr.tolist()
+    assert sorted(data.y_train.tolist() + data.y_val.tolist()) == sorted(ytr.tolist())
 
 
 # --- batches ----------------------------------------------------------------------

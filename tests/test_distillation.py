@@ -1,11 +1,11 @@
 """Tests for helpers.distillation (and the training pieces it leans on): the loss
 against a hand-written formula, its gradients and the T^2 factor, finiteness at
-extreme T and logits, a frozen and untouched teacher, determinism, the alpha = 0
-path against training.train, the omitted-digit helpers, the cached students,
+extreme T and logits, an untouched teacher, determinism, the alpha = 0 path
+against training.train, the omitted-digit helpers (shift_bias on quantised
+models too), the cached students (keyed on the teacher),
 random_shift / train(augment=True), get_teacher's recipe, and argument checks."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -27,18 +27,16 @@ from helpers.distillation import (
     without_class,
 )
 from helpers.models import mlp
-from helpers.training import EVAL_BATCH, random_shift, train
+from helpers.quantization import quantize_int8
+from helpers.training import EVAL_BATCH, evaluate, random_shift, train
+
+from conftest import hand_softmax, same_state, state, subset
 
 CPU = "cpu"
 PAIRS = [(0.5, 0.3), (1.0, 0.9), (2.0, 0.5), (4.0, 0.9), (7.5, 1.0), (20.0, 0.1)]
 
 
 # --- helpers written out by hand ----------------------------------------------------------
-
-def hand_softmax(z: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
-    return e / e.sum(dim=-1, keepdim=True)
-
 
 def hand_ce(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """mean over the batch of -log softmax(s)[y]."""
@@ -54,26 +52,12 @@ def hand_loss(s, t, y, T, alpha):
     return alpha * T * T * kl + (1 - alpha) * hand_ce(s, y)
 
 
-def state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same_state(a, b) -> bool:
-    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def random_logits(seed, n=16, k=10, scale=3.0):
     g = torch.Generator().manual_seed(seed)
     s = torch.randn(n, k, generator=g) * scale
     t = torch.randn(n, k, generator=g) * scale
     y = torch.randint(0, k, (n,), generator=g)
     return s, t, y
-
-
-def subset(data, n_train, n_test, name):
-    return dataclasses.replace(data, name=name, X_train=data.X_train[:n_train],
-                               y_train=data.y_train[:n_train], X_test=data.X_test[:n_test],
-                               y_test=data.y_test[:n_test])
 
 
 def checkpoints_in(cache) -> list:
@@ -248,40 +232,28 @@ def test_logits_of_matches_a_forward_pass_in_eval_mode_and_restores_the_mode():
 
 # --- 5. the teacher during distillation ------------------------------------------------------------
 
-def test_distill_leaves_the_teacher_alone_and_trains_the_student(small, teacher):
-    t = mlp(16, seed=1)
-    t.load_state_dict(teacher.state_dict())
-    t.eval()
-    before_t = state(t)
-    student = mlp(8, seed=0)
-    before_s = state(student)
-    seen = []  # the teacher's flags while the student runs
-    student.register_forward_hook(lambda *a: seen.append({p.requires_grad for p in t.parameters()}))
-    history = run_distill(student, t, small, epochs=2)
-    assert same_state(state(t), before_t)
-    assert all(p.requires_grad for p in t.parameters())  # restored
-    assert seen and all(s == {False} for s in seen)  # frozen during the call
-    assert not t.training  # eval before, eval after
-    assert not same_state(state(student), before_s)
-    assert [r["epoch"] for r in history] == [1, 2]
-    assert not student.training
-
-
-def test_distill_restores_mixed_requires_grad_flags_and_train_mode(small, teacher):
-    t = mlp(16, seed=1)
-    t.load_state_dict(teacher.state_dict())
-    t.fc1.weight.requires_grad_(False)
-    t.fc2.bias.requires_grad_(False)
-    flags = {n: p.requires_grad for n, p in t.named_parameters()}
-    assert sorted(flags.values()) == [False, False, True, True]
-    t.train()
-    before = state(t)
-    run_distill(mlp(8, seed=0), t, small, epochs=1)
-    assert {n: p.requires_grad for n, p in t.named_parameters()} == flags
-    assert same_state(state(t), before)
-    # logits_of puts the teacher in eval mode for its pass and restores the mode after:
-    # a teacher in train mode stays in train mode
-    assert t.training
+def test_distill_leaves_the_teacher_unchanged_and_trains_the_student(small, teacher):
+    """distill reads the teacher once, under no_grad: its weights, requires_grad
+    flags (mixed here) and mode are exactly as before, and no gradient reaches it."""
+    for mode in ("eval", "train"):
+        t = mlp(16, seed=1)
+        t.load_state_dict(teacher.state_dict())
+        t.fc1.weight.requires_grad_(False)
+        t.fc2.bias.requires_grad_(False)
+        t.train(mode == "train")
+        flags = {n: p.requires_grad for n, p in t.named_parameters()}
+        assert sorted(flags.values()) == [False, False, True, True]
+        before_t = state(t)
+        student = mlp(8, seed=0)
+        before_s = state(student)
+        history = run_distill(student, t, small, epochs=2)
+        assert same_state(state(t), before_t)
+        assert {n: p.requires_grad for n, p in t.named_parameters()} == flags
+        assert all(p.grad is None for p in t.parameters())
+        assert t.training == (mode == "train")
+        assert not same_state(state(student), before_s)
+        assert [r["epoch"] for r in history] == [1, 2]
+        assert not student.training
 
 
 def test_the_teacher_logits_come_from_eval_mode(small):
@@ -324,33 +296,6 @@ def test_given_logits_give_the_same_student_as_the_teacher(small, teacher):
     assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
 
 
-def test_teacher_flags_restored_when_distill_fails_early(small):
-    t = mlp(16, seed=1)
-    student = mlp(8, seed=0)
-    student.requires_grad_(False)
-    with pytest.raises(ValueError):
-        run_distill(student, t, small, epochs=1)
-    assert all(p.requires_grad for p in t.parameters())
-
-
-def test_teacher_flags_restored_when_training_fails(small):
-    t = mlp(16, seed=1)
-    t.fc2.weight.requires_grad_(False)
-    flags = [p.requires_grad for p in t.parameters()]
-    student = mlp(8, seed=0)
-    count = []
-
-    def boom(*a):
-        count.append(1)
-        if len(count) == 3:
-            raise RuntimeError("stop")
-
-    student.register_forward_hook(boom)
-    with pytest.raises(RuntimeError, match="stop"):
-        run_distill(student, t, small, epochs=1)
-    assert [p.requires_grad for p in t.parameters()] == flags
-
-
 # --- determinism and the alpha = 0 path ------------------------------------------------------------
 
 def test_same_seed_same_student_different_seed_different(small, teacher):
@@ -377,20 +322,33 @@ def test_alpha_zero_is_bitwise_training_from_the_labels(small, teacher, T):
                progress=False, device=CPU)
     assert same_state(state(a), state(b))
     for ra, rb in zip(ha, hb, strict=True):
-        for k in ("epoch", "train_loss", "test_accuracy", "test_loss"):
+        assert set(ra) == set(rb)
+        for k in ("epoch", "train_loss", "val_accuracy", "val_loss"):
             assert ra[k] == rb[k]
 
 
-def test_history_rows_report_the_loss_and_the_test_accuracy(small, teacher):
+def test_history_rows_report_the_loss_and_the_validation_accuracy(small, teacher):
     student = mlp(8, seed=0)
     history = run_distill(student, teacher, small, epochs=1, T=2.0, alpha=0.5)
     (row,) = history
+    assert set(row) == {"epoch", "train_loss", "seconds", "val_accuracy", "val_loss"}
     with torch.no_grad():
-        out = student(small.X_test)
-    correct = sum(int(a == b) for a, b in zip(out.argmax(1).tolist(), small.y_test.tolist()))
-    assert row["test_accuracy"] == pytest.approx(correct / len(small.y_test), abs=1e-12)
-    assert row["test_loss"] == pytest.approx(hand_ce(out.double(), small.y_test).item(), rel=1e-5)
+        out = student(small.X_val)
+    correct = sum(int(a == b) for a, b in zip(out.argmax(1).tolist(), small.y_val.tolist()))
+    assert row["val_accuracy"] == pytest.approx(correct / len(small.y_val), abs=1e-12)
+    assert row["val_loss"] == pytest.approx(hand_ce(out.double(), small.y_val).item(), rel=1e-5)
     assert row["train_loss"] > 0 and row["seconds"] >= 0
+
+
+def test_train_loss_is_the_mean_distillation_loss_of_the_epoch(small, teacher):
+    """One full batch: train_loss is the formula written out at the initial weights."""
+    student = mlp(8, seed=0)
+    ref = mlp(8, seed=0)
+    with torch.no_grad():
+        want = hand_loss(ref(small.X_train), teacher(small.X_train), small.y_train, 3.0, 0.6)
+    (row,) = run_distill(student, teacher, small, epochs=1, T=3.0, alpha=0.6,
+                         batch_size=len(small.X_train))
+    assert row["train_loss"] == pytest.approx(want.item(), rel=1e-5)
 
 
 # --- the omitted-digit helpers ---------------------------------------------------------------------
@@ -439,6 +397,31 @@ def test_shift_bias_changes_one_entry_of_the_last_bias_only():
     assert (torch.cat([diff[:6], diff[7:]]) == 0).all()
 
 
+def test_shift_bias_works_on_a_quantised_model():
+    net = quantize_int8(mlp(12, seed=5))
+    before = state(net)
+    out = shift_bias(net, 2, -1.5)
+    assert same_state(state(net), before)
+    after = state(out)
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert changed == ["fc2.bias"]
+    diff = after["fc2.bias"] - before["fc2.bias"]
+    assert diff[2].item() == pytest.approx(-1.5, rel=1e-6)
+    assert (torch.cat([diff[:2], diff[3:]]) == 0).all()
+    # the logits move by exactly the shift in that column
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        delta = out(x) - net(x)
+    torch.testing.assert_close(delta[:, 2], torch.full((4,), -1.5))
+    assert (torch.cat([delta[:, :2], delta[:, 3:]], 1).abs() < 1e-6).all()
+
+
+def test_shift_bias_rejects_a_model_without_a_bias_vector():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False))
+    with pytest.raises(ValueError, match="bias"):
+        shift_bias(net, 1, 1.0)
+
+
 def test_class_recall_against_a_hand_count(small, teacher):
     X, y = small.X_test, small.y_test
     with torch.no_grad():
@@ -466,7 +449,7 @@ def no_kit_teacher(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("get_teacher must not be called when teacher= is given")
 
-    monkeypatch.setattr(hc, "get_teacher", refuse)
+    monkeypatch.setattr(hd, "get_teacher", refuse)
 
 
 def test_get_student_caches_and_matches_a_direct_distill(small, teacher, isolated_cache,
@@ -479,8 +462,10 @@ def test_get_student_caches_and_matches_a_direct_distill(small, teacher, isolate
     hist = distill(ref, teacher, small, T=3.0, alpha=0.7, epochs=1, lr=1e-3, batch_size=64,
                    seed=0, progress=False, device=CPU)
     assert same_state(state(net), state(ref))
-    assert rec["test_accuracy"] == hist[-1]["test_accuracy"]
+    assert rec["test_accuracy"] == evaluate(ref, small.X_test, small.y_test)["accuracy"]
+    assert rec["best_epoch"] == 1 and rec["test_accuracy_best"] == rec["test_accuracy"]
     assert [r["train_loss"] for r in rec["history"]] == [r["train_loss"] for r in hist]
+    assert [r["val_accuracy"] for r in rec["history"]] == [r["val_accuracy"] for r in hist]
 
     again, rec2 = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
     assert rec2["cached"] is True and again is not net
@@ -509,6 +494,33 @@ def test_get_student_alpha_zero_ignores_T_and_other_T_are_other_entries(
     assert not same_state(state(a), state(c))
 
 
+def test_get_student_reuses_nothing_when_the_teacher_changes(small, teacher, isolated_cache,
+                                                              no_kit_teacher, monkeypatch):
+    other = mlp(16, seed=1)
+    other.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        other.fc2.bias[0] += 0.5  # one number differs: another teacher
+    trainings = []
+    real = hd.distill
+    monkeypatch.setattr(hd, "distill", lambda *a, **k: trainings.append(1) or real(*a, **k))
+    a, ra = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
+    b, rb = get_student(small, T=3.0, alpha=0.7, teacher=other, recipe=TINY)
+    assert trainings == [1, 1]
+    assert (ra["cached"], rb["cached"]) == (False, False)
+    assert len(checkpoints_in(isolated_cache)) == 2
+    assert not same_state(state(a), state(b))
+    assert [r["train_loss"] for r in ra["history"]] != [r["train_loss"] for r in rb["history"]]
+    # each is its own distillation from its own teacher
+    ref = mlp(8, seed=0)
+    distill(ref, other, small, T=3.0, alpha=0.7, epochs=1, seed=0, device=CPU)
+    assert same_state(state(b), state(ref))
+    # and each is found again for its own teacher
+    _, ra2 = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
+    _, rb2 = get_student(small, T=3.0, alpha=0.7, teacher=other, recipe=TINY)
+    assert (ra2["cached"], rb2["cached"]) == (True, True) and trainings == [1, 1]
+    assert rb2["history"] == rb["history"]
+
+
 def test_get_student_loads_the_kit_teacher_only_when_none_is_given(small, teacher, monkeypatch):
     calls = []
 
@@ -516,11 +528,13 @@ def test_get_student_loads_the_kit_teacher_only_when_none_is_given(small, teache
         calls.append(data.name)
         return teacher, {"cached": True}
 
-    monkeypatch.setattr(hc, "get_teacher", fake_get_teacher)
+    monkeypatch.setattr(hd, "get_teacher", fake_get_teacher)
     a, _ = get_student(small, T=2.0, alpha=0.5, recipe=TINY)
     assert calls == ["distill-subset"]
-    b, rb = get_student(small, T=2.0, alpha=0.5, recipe=TINY)  # cached: no teacher needed
-    assert calls == ["distill-subset"] and rb["cached"] is True
+    # Cached: the teacher is looked up again (its fingerprint is in the key),
+    # and the student is not trained again.
+    b, rb = get_student(small, T=2.0, alpha=0.5, recipe=TINY)
+    assert calls == ["distill-subset"] * 2 and rb["cached"] is True
     assert same_state(state(a), state(b))
 
 
@@ -545,7 +559,7 @@ def test_bad_T_is_rejected_everywhere(T, small, teacher, isolated_cache, monkeyp
         run_distill(student, teacher, small, T=T)
     assert same_state(state(student), before)
     monkeypatch.setattr(hd, "distill", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(hc, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
+    monkeypatch.setattr(hd, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
     for alpha in (0.0, 0.5):
         with pytest.raises(ValueError, match=r"^T\b"):
             get_student(small, T=T, alpha=alpha, recipe=TINY)
@@ -563,7 +577,7 @@ def test_bad_alpha_is_rejected_everywhere(alpha, small, teacher, isolated_cache,
         run_distill(student, teacher, small, alpha=alpha)
     assert same_state(state(student), before)
     monkeypatch.setattr(hd, "distill", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(hc, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
+    monkeypatch.setattr(hd, "get_teacher", lambda *a, **k: pytest.fail("teacher loaded"))
     with pytest.raises(ValueError, match=r"^alpha\b"):
         get_student(small, T=2.0, alpha=alpha, recipe=TINY)
     assert checkpoints_in(isolated_cache) == []
@@ -587,7 +601,7 @@ def test_distill_rejects_bad_epochs_and_logits(small, teacher, isolated_cache):
 
 
 def test_get_student_checks_the_recipe_before_loading_the_teacher(small, monkeypatch):
-    monkeypatch.setattr(hc, "get_teacher",
+    monkeypatch.setattr(hd, "get_teacher",
                         lambda *a, **k: pytest.fail("teacher loaded before the recipe was checked"))
     with pytest.raises(ValueError, match=r"^recipe\['epochs'\]"):
         get_student(small, recipe={"hidden": 8, "epochs": 0})

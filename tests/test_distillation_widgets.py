@@ -4,7 +4,6 @@ checked against a hand computation (softmax, entropy in bits, runner-up class,
 the gain over the label-only student)."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -17,12 +16,9 @@ from helpers.models import mlp
 from helpers.training import train
 from helpers.widgets import DistillationExplorer, TemperatureExplorer
 
+from conftest import hand_softmax, subset
+
 CPU = "cpu"
-
-
-def hand_softmax(z: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(z - z.max())
-    return e / e.sum()
 
 
 def hand_bits(p) -> float:
@@ -35,9 +31,7 @@ def bar_heights(ax) -> list[float]:
 
 @pytest.fixture(scope="module")
 def small(embedded):
-    return dataclasses.replace(embedded, name="temperature-subset", X_train=embedded.X_train[:300],
-                               y_train=embedded.y_train[:300], X_test=embedded.X_test[:50],
-                               y_test=embedded.y_test[:50])
+    return subset(embedded, 300, 50, "temperature-subset")
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +151,15 @@ def fake_rows():
     for i, T in enumerate(TEMPS):
         for j, alpha in enumerate(ALPHAS):
             acc = 0.80 + 0.031 * i + 0.017 * j
-            hist = [{"epoch": e, "test_accuracy": acc - 0.05 / e} for e in (1, 2, 3)]
-            rows.append({"T": T, "alpha": alpha, "test_accuracy": acc, "history": hist})
+            val = acc + 0.004  # validation differs from test: the checks see which is shown
+            hist = [{"epoch": e, "val_accuracy": val - 0.05 / e} for e in (1, 2, 3)]
+            rows.append({"T": T, "alpha": alpha, "val_accuracy": hist[-1]["val_accuracy"],
+                         "test_accuracy": acc, "history": hist})
     return rows
 
 
 SCRATCH = {"test_accuracy": 0.842,
-           "history": [{"epoch": e, "test_accuracy": 0.842 - 0.1 / e} for e in (1, 2, 3)]}
+           "history": [{"epoch": e, "val_accuracy": 0.846 - 0.1 / e} for e in (1, 2, 3)]}
 
 
 def find(rows, T, alpha):
@@ -187,9 +183,9 @@ def check_grid(ex, rows, T, alpha, scratch):
         for j, t in enumerate(TEMPS):
             assert grid[i, j] == pytest.approx(100 * find(rows, t, a)["test_accuracy"])
     curves = [list(l.get_ydata()) for l in ax_c.lines]
-    want = [[100 * r["test_accuracy"] for r in row["history"]]]
+    want = [[100 * r["val_accuracy"] for r in row["history"]]]  # the curves: validation
     if scratch is not None:
-        want.append([100 * r["test_accuracy"] for r in scratch["history"]])
+        want.append([100 * r["val_accuracy"] for r in scratch["history"]])
     assert len(curves) == len(want)
     for got, exp in zip(curves, want):
         assert got == pytest.approx(exp)

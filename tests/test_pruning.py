@@ -12,39 +12,19 @@ from torch import nn
 from torch.nn.utils import prune
 
 import helpers.pruning as hp
-from helpers.data import Dataset
 from helpers.models import mlp
+from helpers.quantization import quantize_int8
 from helpers.pruning import (NEAR_ZERO, alive_neurons, amount_point, cubic_sparsity,
                              gradual_prune, iterative_prune, magnitude_prune, magnitude_prune_,
                              make_permanent, make_permanent_, neuron_prune, regularisation_sweep,
                              regularised_model, remove_neurons, sensitivity_scan, shrink,
-                             soft_filter_prune, sparsity, threshold_prune)
+                             rewind, soft_filter_prune, sparsity, threshold_prune)
 from helpers.training import evaluate, train
+
+from conftest import same_state, state, subset, synthetic
 
 CPU = "cpu"
 AMOUNTS = [0.0, 0.1, 0.37, 0.5, 0.9, 0.99]
-
-
-def subset(data: Dataset, n_train: int, n_test: int, name: str = "subset") -> Dataset:
-    return Dataset(name, data.X_train[:n_train], data.y_train[:n_train],
-                   data.X_test[:n_test], data.y_test[:n_test], data.classes, data.mean, data.std)
-
-
-def synthetic(n_train=32, n_test=16, seed=0) -> Dataset:
-    """Random images with random labels: enough for calls that must fail before training."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n_train + n_test, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (n_train + n_test,), generator=g)
-    return Dataset("synthetic", X[:n_train], y[:n_train], X[n_train:], y[n_train:],
-                   tuple(str(i) for i in range(10)), 0.0, 1.0)
-
-
-def state(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same_state(a, b) -> bool:
-    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def pruning_leftovers(model: nn.Module) -> list[str]:
@@ -196,7 +176,7 @@ def _fresh_then_scan(m):
     p = magnitude_prune(m, 0.5)
     data = synthetic()
     out = sensitivity_scan(p, data, [0.0], layers="fc2")
-    assert out["fc2"] == [evaluate(p, data.X_test, data.y_test)["accuracy"]]
+    assert out["fc2"] == [evaluate(p, data.X_val, data.y_val)["accuracy"]]
 
 
 def _fresh_then_clone(m):
@@ -321,7 +301,7 @@ def test_two_hidden_layers_prune_the_second_hidden_layer(embedded):
 def test_iterative_prune_rolls_back_every_step_beyond_tolerance(trained, embedded,
                                                                 finetune_epochs):
     target, step0, tol, min_step = 0.99, 0.3, 0.002, 0.0125
-    X, y = embedded.X_test, embedded.y_test
+    X, y = embedded.X_val, embedded.y_val  # the loop decides on validation
     before = state(trained)
     base = evaluate(trained, X, y)["accuracy"]
     pruned, trace = iterative_prune(trained, embedded, target=target, step=step0,
@@ -375,7 +355,7 @@ def test_iterative_prune_rolls_back_every_step_beyond_tolerance(trained, embedde
 
 
 def test_iterative_prune_keeps_a_step_that_costs_exactly_the_tolerance(monkeypatch):
-    data = synthetic(n_train=32, n_test=1000)
+    data = synthetic(n_train=32, n_eval=1000)
     correct = iter([896, 894, 894, 894, 894, 894, 894, 894])  # base, then every try
 
     def scripted_evaluate(model, X, y, **kw):
@@ -403,7 +383,8 @@ SCHEDULES = [  # initial, final, t0, n, dt
 def test_cubic_starts_at_initial_and_stays_there_before(initial, final, t0, n, dt):
     kw = dict(initial=initial, final=final, t0=t0, n=n, dt=dt)
     for t in (t0, t0 - 1, t0 - 7):
-        assert cubic_sparsity(t, **kw) == initial
+        if t >= 0:  # t counts steps: negative t is rejected (test_cubic_rejects_negative_steps)
+            assert cubic_sparsity(t, **kw) == initial
 
 
 @pytest.mark.parametrize("initial, final, t0, n, dt", SCHEDULES)
@@ -421,10 +402,11 @@ def test_cubic_in_between_follows_the_formula_and_never_decreases(initial, final
     for t in range(t0, end + 1):
         want = final + (initial - final) * (1 - (t - t0) / (n * dt)) ** 3
         assert cubic_sparsity(t, **kw) == pytest.approx(want, abs=1e-12)
-    values = [cubic_sparsity(t, **kw) for t in range(t0 - 3, end + 4)]
+    lead = min(3, t0)  # up to 3 steps before t0 (t >= 0)
+    values = [cubic_sparsity(t, **kw) for t in range(t0 - lead, end + 4)]
     assert all(a <= b for a, b in zip(values, values[1:]))
     if n > 1:  # the cubic front-loads the pruning: the first step is the largest
-        gains = [b - a for a, b in zip(values[3:], values[4:end - t0 + 4])]
+        gains = [b - a for a, b in zip(values[lead:], values[lead + 1:end - t0 + lead + 1])]
         assert gains[0] == max(gains)
 
 
@@ -450,7 +432,7 @@ def test_gradual_prune_follows_the_cubic_schedule(tiny, initial, final, epochs, 
     assert zeros(net.fc1.weight) == round(final * n_weights)
     assert sparsity(net, "fc1")["fc1"] == history[-1]["sparsity"]
     # the history's accuracy is measured after that epoch's pruning
-    assert history[-1]["test_accuracy"] == evaluate(net, tiny.X_test, tiny.y_test)["accuracy"]
+    assert history[-1]["val_accuracy"] == evaluate(net, tiny.X_val, tiny.y_val)["accuracy"]
     assert same_state(m.state_dict(), before)
 
 
@@ -469,11 +451,11 @@ def test_train_on_epoch_end_runs_after_updates_and_before_evaluation(tiny):
 
     history = train(net, tiny, epochs=3, progress=False, device=CPU, on_epoch_end=hook)
     assert seen == [1, 2, 3]
-    share_of_zeros = int((tiny.y_test == 0).sum()) / len(tiny.y_test)
+    share_of_zeros = int((tiny.y_val == 0).sum()) / len(tiny.y_val)
     for r in history:
         assert r["marker"] == 10 * r["epoch"]
-        assert r["test_accuracy"] == pytest.approx(share_of_zeros, abs=1e-12)
-        assert r["test_loss"] == pytest.approx(math.log(10), rel=1e-6)
+        assert r["val_accuracy"] == pytest.approx(share_of_zeros, abs=1e-12)
+        assert r["val_loss"] == pytest.approx(math.log(10), rel=1e-6)
     # the model kept training between hooks: fc1 moved away from its initial values
     assert not torch.equal(net.fc1.weight, mlp(16, seed=12).fc1.weight)
 
@@ -500,7 +482,7 @@ def test_soft_filter_prune_zeroes_the_weakest_neurons_each_epoch(tiny, monkeypat
     for (norms, bias, dead), row in zip(calls, history):
         weakest = set(sorted(range(16), key=lambda i: norms[i].item())[:k])
         assert set(torch.nonzero(dead).flatten().tolist()) == weakest
-        assert "test_accuracy" in row
+        assert "val_accuracy" in row
         if previous is None:
             assert (row["changed"], row["regrown_norm"], row["kept_min_norm"]) == (0, 0.0, 0.0)
         else:
@@ -584,7 +566,7 @@ def test_sensitivity_scan_one_accuracy_per_amount_per_layer(trained, tiny):
     before = state(trained)
     out = sensitivity_scan(trained, tiny, amounts)
     assert list(out) == ["fc1", "fc2"]
-    base = evaluate(trained, tiny.X_test, tiny.y_test)["accuracy"]
+    base = evaluate(trained, tiny.X_val, tiny.y_val)["accuracy"]  # the scan reads validation
     for name in out:
         assert len(out[name]) == len(amounts)
         assert out[name][0] == base
@@ -595,7 +577,7 @@ def test_sensitivity_scan_one_accuracy_per_amount_per_layer(trained, tiny):
         k = round(0.95 * w.numel())
         idx = torch.argsort(w.abs().flatten())[:k]
         w.view(-1)[idx] = 0
-    assert out["fc1"][2] == evaluate(twin, tiny.X_test, tiny.y_test)["accuracy"]
+    assert out["fc1"][2] == evaluate(twin, tiny.X_val, tiny.y_val)["accuracy"]
     assert out["fc1"][2] < base
     assert list(sensitivity_scan(trained, tiny, [0.0], layers="fc2")) == ["fc2"]
     assert same_state(trained.state_dict(), before)
@@ -614,6 +596,7 @@ def test_regularisation_sweep_rows_match_the_cached_models(tiny):
         assert rec["cached"] is True
         assert torch.equal(net.fc1.weight.detach().cpu(), w)
         assert r["accuracy"] == evaluate(net, tiny.X_test, tiny.y_test)["accuracy"]
+        assert r["val_accuracy"] == evaluate(net, tiny.X_val, tiny.y_val)["accuracy"]
     assert not torch.equal(rows[0]["weights"], rows[1]["weights"])
 
 
@@ -699,6 +682,21 @@ BAD += [
     pytest.param(lambda: iterative_prune(_net(), TOY, target=0.5, layers="fc9"), "layers",
                  id="iterative-fc9"),
     pytest.param(lambda: cubic_sparsity(3, initial=0.0, final=0.9, t0=0, n=0), "n", id="cubic-n0"),
+    pytest.param(lambda: cubic_sparsity(3, initial=0.0, final=0.9, t0=-1, n=2), "t0",
+                 id="cubic-t0-neg"),
+    pytest.param(lambda: cubic_sparsity(-1, initial=0.0, final=0.9, t0=0, n=2), "t",
+                 id="cubic-t-neg"),
+    pytest.param(lambda: gradual_prune(_net(), TOY, final=1.0, epochs=3), "final",
+                 id="gradual-final1"),
+    pytest.param(lambda: gradual_prune(_net(), TOY, final=-0.1, epochs=3), "final",
+                 id="gradual-final-neg"),
+    pytest.param(lambda: gradual_prune(_net(), TOY, final=0.5, epochs=3, initial=1.0), "initial",
+                 id="gradual-initial1"),
+    pytest.param(lambda: gradual_prune(_net(), TOY, final=0.5, epochs=3, initial=-0.2),
+                 "initial", id="gradual-initial-neg"),
+    pytest.param(lambda: soft_filter_prune(_net(), TOY, amount=0.5, epochs=1, every=0), "every",
+                 id="soft-every0"),
+    pytest.param(lambda: sparsity(quantize_int8(_net())), "model", id="sparsity-quantised"),
     pytest.param(lambda: gradual_prune(_net(), TOY, final=0.5, epochs=3, layers="fc9"), "layers",
                  id="gradual-fc9"),
     pytest.param(lambda: soft_filter_prune(_net(), TOY, amount=1.0, epochs=1), "amount",
@@ -718,3 +716,98 @@ def test_bad_arguments_raise_value_error_naming_the_argument(call, arg, monkeypa
     with pytest.raises(ValueError, match=rf"^{arg}\b"):
         call()
     assert not (isolated_cache / "checkpoints").exists()
+
+
+# --- 9. fixed bugs ---------------------------------------------------------------------------
+
+def test_rewind_shows_the_rewound_weights_without_a_forward_pass():
+    trained_net, init = mlp(16, seed=20), mlp(16, seed=21)
+    pruned = magnitude_prune(trained_net, 0.6, layers=("fc1", "fc2"))
+    ticket = rewind(pruned, init)  # no forward pass after this
+    for name in ("fc1", "fc2"):
+        m, ref = getattr(ticket, name), getattr(init, name)
+        mask = getattr(pruned, name).weight_mask
+        assert torch.equal(m.weight_mask, mask)  # the masks are kept
+        assert torch.equal(m.weight_orig, ref.weight)
+        assert torch.equal(m.weight, mask * ref.weight)  # not the trained values
+        assert torch.equal(m.bias, ref.bias)
+    # and the forward pass agrees: the masked initial network, by hand
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)).flatten(1)
+    w1 = pruned.fc1.weight_mask * init.fc1.weight
+    w2 = pruned.fc2.weight_mask * init.fc2.weight
+    with torch.no_grad():
+        want = torch.relu(x @ w1.T + init.fc1.bias) @ w2.T + init.fc2.bias
+        torch.testing.assert_close(ticket(x.reshape(3, 1, 28, 28)), want)
+
+
+def test_shrink_leaves_the_global_rng_untouched():
+    masked = neuron_prune(mlp(16, seed=22), 0.5)
+    torch.manual_seed(123)
+    want = torch.rand(5)
+    torch.manual_seed(123)
+    small = shrink(masked)
+    got = torch.rand(5)
+    assert small.hidden == (8,)
+    assert torch.equal(got, want)
+
+
+def test_sparsity_rejects_a_model_without_linear_layers():
+    q = quantize_int8(mlp(16, seed=23))
+    with pytest.raises(ValueError, match="nn.Linear"):
+        sparsity(q)
+
+
+def test_soft_filter_prune_every_k_steps_matches_a_hand_count(tiny, monkeypatch):
+    """With every=k the neurons are re-chosen after every k optimiser steps and at
+    each epoch's end; ``changed`` counts, per epoch, the neurons newly zeroed at
+    each re-choice compared with the choice just before it."""
+    amount, k, epochs, bs = 0.5, 2, 2, 64
+    calls = []
+    real = hp._zero_weakest_neurons_
+
+    def recording(fc, a):
+        norms = fc.weight.detach().norm(dim=1).clone()
+        dead = real(fc, a)
+        calls.append((norms, dead.clone()))
+        return dead
+
+    monkeypatch.setattr(hp, "_zero_weakest_neurons_", recording)
+    m = mlp(16, seed=24)  # a fresh initialisation: norms are close, choices move early
+    # lr 0.05: two Adam steps let a zeroed neuron grow past a kept one in epoch 1
+    _, history = soft_filter_prune(m, tiny, amount=amount, epochs=epochs, every=k, lr=0.05)
+    steps = -(-len(tiny.X_train) // bs)  # 4 per epoch
+    # by hand: which calls fall in which epoch (in-loop every k steps, then the epoch's end)
+    per_epoch, step = [], 0
+    for _ in range(epochs):
+        n = 0
+        for _ in range(steps):
+            step += 1
+            n += step % k == 0
+        per_epoch.append(n + 1)
+    assert len(calls) == sum(per_epoch)
+    n_dead = round(amount * 16)
+    for norms, dead in calls:  # each choice: the weakest neurons at that moment
+        assert set(torch.nonzero(dead).flatten().tolist()) == set(
+            sorted(range(16), key=lambda i: norms[i].item())[:n_dead])
+    newly = [0] + [int((calls[i][1] & ~calls[i - 1][1]).sum()) for i in range(1, len(calls))]
+    bounds = [sum(per_epoch[:e]) for e in range(epochs + 1)]
+    want = [sum(newly[bounds[e]:bounds[e + 1]]) for e in range(epochs)]
+    assert [r["changed"] for r in history] == want
+    assert history[0]["changed"] > 0  # possible in the first epoch, unlike every=None
+
+
+def test_soft_filter_prune_every_none_chooses_once_per_epoch(tiny, monkeypatch):
+    calls = []
+    real = hp._zero_weakest_neurons_
+    monkeypatch.setattr(hp, "_zero_weakest_neurons_",
+                        lambda fc, a: calls.append(1) or real(fc, a))
+    _, history = soft_filter_prune(mlp(16, seed=24), tiny, amount=0.5, epochs=2)
+    assert len(calls) == 2 and history[0]["changed"] == 0
+
+
+def test_iterative_prune_reads_the_validation_split_by_default(trained, tiny):
+    _, trace = iterative_prune(trained, tiny, target=0.5, step=0.5, tolerance=1.0,
+                               finetune_epochs=0)
+    pruned = magnitude_prune(trained, 0.5)
+    assert trace[0]["accuracy"] == evaluate(trained, tiny.X_val, tiny.y_val)["accuracy"]
+    assert trace[1]["accuracy"] == evaluate(pruned, tiny.X_val, tiny.y_val)["accuracy"]

@@ -9,30 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.data import Dataset
 from helpers.models import baseline_mlp, mlp, small_cnn
-from helpers.training import evaluate, train, weight_penalty
+from helpers.training import best_epoch, evaluate, train, weight_penalty
+
+from conftest import state, subset, synthetic
 
 CPU = "cpu"
-
-
-def synthetic(n_train=48, n_test=24, seed=0) -> Dataset:
-    """A small learnable task: the label is the argmax of a fixed linear map."""
-    g = torch.Generator().manual_seed(seed)
-    R = torch.randn(784, 10, generator=g)
-    X = torch.randn(n_train + n_test, 1, 28, 28, generator=g)
-    y = (X.reshape(len(X), -1) @ R).argmax(1)
-    return Dataset("synthetic", X[:n_train], y[:n_train], X[n_train:], y[n_train:],
-                   tuple(str(i) for i in range(10)), 0.0, 1.0)
-
-
-def subset(data: Dataset, n_train: int, n_test: int) -> Dataset:
-    return Dataset("subset", data.X_train[:n_train], data.y_train[:n_train],
-                   data.X_test[:n_test], data.y_test[:n_test], data.classes, data.mean, data.std)
-
-
-def state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 # --- learning ------------------------------------------------------------------
@@ -42,11 +24,11 @@ def test_training_reduces_loss_and_reaches_good_accuracy(embedded):
     before = evaluate(net, embedded.X_train, embedded.y_train)
     history = train(net, embedded, epochs=3, seed=0, progress=False, device=CPU)
     after_train = evaluate(net, embedded.X_train, embedded.y_train)
-    after_test = evaluate(net, embedded.X_test, embedded.y_test)
+    after_val = evaluate(net, embedded.X_val, embedded.y_val)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert after_train["loss"] < 0.5 * before["loss"]
-    assert after_test["accuracy"] > 0.85
-    assert history[-1]["test_accuracy"] > 0.85
+    assert after_val["accuracy"] > 0.85
+    assert history[-1]["val_accuracy"] == after_val["accuracy"]
 
 
 def test_same_seed_is_bitwise_reproducible_and_other_seed_differs(embedded):
@@ -56,7 +38,7 @@ def test_same_seed_is_bitwise_reproducible_and_other_seed_differs(embedded):
         net = baseline_mlp(seed=0)
         hist = train(net, data, epochs=2, batch_size=32, seed=seed, progress=False, device=CPU)
         runs[tag] = (state(net), [r["train_loss"] for r in hist],
-                     [r["test_loss"] for r in hist])
+                     [r["val_loss"] for r in hist])
     (sa, la, ta), (sb, lb, tb), (sc, lc, _) = runs["a"], runs["b"], runs["c"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert la == lb and ta == tb
@@ -149,7 +131,7 @@ def test_l1_penalty_makes_weights_sparse(embedded):
 
 @pytest.mark.parametrize("penalty, lam", [(None, 0.0), ("l2", 0.05), ("l1", 0.01)])
 def test_one_full_batch_sgd_step_matches_hand_computation(penalty, lam):
-    data = synthetic(n_train=48, n_test=24)
+    data = synthetic(n_train=48, n_eval=24)
     net = mlp(16, seed=0)
     ref = copy.deepcopy(net)
     lr = 0.3
@@ -182,13 +164,13 @@ def test_history_rows_and_keys():
     assert len(hist) == 3
     assert [r["epoch"] for r in hist] == [1, 2, 3]
     for r in hist:
-        assert set(r) == {"epoch", "train_loss", "seconds", "test_accuracy", "test_loss"}
+        assert set(r) == {"epoch", "train_loss", "seconds", "val_accuracy", "val_loss"}
         assert r["seconds"] >= 0 and r["train_loss"] > 0
-        assert 0 <= r["test_accuracy"] <= 1
+        assert 0 <= r["val_accuracy"] <= 1
     assert not net.training  # the model ends in eval mode
-    ev = evaluate(net, data.X_test, data.y_test)
-    assert hist[-1]["test_accuracy"] == ev["accuracy"]
-    assert hist[-1]["test_loss"] == pytest.approx(ev["loss"], rel=1e-6)
+    ev = evaluate(net, data.X_val, data.y_val)  # the validation split, not the test split
+    assert hist[-1]["val_accuracy"] == ev["accuracy"]
+    assert hist[-1]["val_loss"] == pytest.approx(ev["loss"], rel=1e-6)
 
 
 def test_history_without_evaluation():
@@ -196,6 +178,49 @@ def test_history_without_evaluation():
                  progress=False, device=CPU)
     assert len(hist) == 2
     assert all(set(r) == {"epoch", "train_loss", "seconds"} for r in hist)
+
+
+# --- keep_best: validation picks the epoch -------------------------------------------
+
+def test_keep_best_ends_with_the_weights_of_the_best_validation_epoch():
+    # lr 0.05 on this tiny task: validation accuracy peaks at epoch 2 of 6.
+    data, kw = synthetic(48, 24), {"lr": 0.05, "batch_size": 16, "seed": 0, "device": CPU}
+    net = mlp(8, seed=0)
+    hist = train(net, data, epochs=6, keep_best=True, **kw)
+    best = best_epoch(hist)
+    assert len(hist) == 6 and 1 <= best < 6
+    assert hist[best - 1]["val_accuracy"] > hist[-1]["val_accuracy"]
+    # The reference: the same run stopped at that epoch.
+    ref = mlp(8, seed=0)
+    ref_hist = train(ref, data, epochs=best, **kw)
+    assert ref_hist == [{**r, "seconds": q["seconds"]} for r, q in zip(hist[:best], ref_hist)]
+    got, want = state(net), state(ref)
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in got)
+    last = mlp(8, seed=0)
+    train(last, data, epochs=6, **kw)
+    assert not torch.equal(state(last)["fc1.weight"], got["fc1.weight"])
+    assert evaluate(net, data.X_val, data.y_val)["accuracy"] == hist[best - 1]["val_accuracy"]
+    assert not net.training
+
+
+def test_best_epoch_is_the_earliest_highest_validation_accuracy():
+    rows = [{"epoch": e, "val_accuracy": a} for e, a in enumerate([0.5, 0.7, 0.6, 0.7], 1)]
+    assert best_epoch(rows) == 2
+    with pytest.raises(ValueError, match="val_accuracy"):
+        best_epoch([{"epoch": 1, "train_loss": 0.3}])
+    with pytest.raises(ValueError, match="val_accuracy"):
+        best_epoch([])
+
+
+def test_cosine_schedule_changes_the_result_and_stays_deterministic():
+    data = synthetic(48, 24)
+    runs = []
+    for schedule in (None, "cosine", "cosine"):
+        net = mlp(8, seed=0)
+        train(net, data, epochs=2, lr=0.05, batch_size=16, schedule=schedule, device=CPU)
+        runs.append(state(net))
+    assert not torch.equal(runs[0]["fc1.weight"], runs[1]["fc1.weight"])
+    assert all(torch.equal(runs[1][k], runs[2][k]) for k in runs[1])
 
 
 # --- argument checks -----------------------------------------------------------------
@@ -213,8 +238,11 @@ def test_history_without_evaluation():
     ({"optimizer": "sgd", "momentum": -0.1}, "momentum"),
     ({"batch_size": 0}, "batch_size"),
     ({"seed": -1}, "seed"),
+    ({"schedule": "step"}, "schedule"),
+    ({"keep_best": True, "evaluate_each_epoch": False}, "keep_best"),
 ], ids=["epochs0", "epochs-float", "lr0", "lr-neg", "optimizer", "penalty", "lam-neg",
-        "lam-without-penalty", "momentum1", "momentum-neg", "batch_size0", "seed-neg"])
+        "lam-without-penalty", "momentum1", "momentum-neg", "batch_size0", "seed-neg",
+        "schedule", "keep_best-without-evaluation"])
 def test_bad_arguments_raise_value_error_naming_them(kwargs, word):
     with pytest.raises(ValueError, match=word):
         train(mlp(4), synthetic(), progress=False, device=CPU, **kwargs)
