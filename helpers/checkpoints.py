@@ -22,7 +22,7 @@ from torch import nn
 
 from ._util import atomic_torch_save, cache_dir, check_int, get_device
 from .data import Dataset, load_dataset
-from .models import baseline_mlp, small_cnn
+from .models import Ensemble, baseline_mlp, small_cnn
 from .training import evaluate, train
 
 FORMAT = 2
@@ -149,6 +149,21 @@ def get_teacher(data: Dataset | None = None, *, seed: int = 0, progress: bool = 
                 device=None) -> tuple[nn.Module, dict]:
     """Return ``(teacher, record)``: the small CNN trained with ``TEACHER_RECIPE``, cached."""
     return _recipe_model("teacher", small_cnn, TEACHER_RECIPE, data, seed, progress, device)
+
+
+def get_teachers(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
+                 device=None) -> list[tuple[nn.Module, dict]]:
+    """:func:`get_teacher` for each of ``seeds`` (default :data:`SEEDS`), cached."""
+    return [get_teacher(data, seed=s, progress=progress, device=device) for s in seeds]
+
+
+def get_teacher_ensemble(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
+                         device=None) -> tuple[Ensemble, list[dict]]:
+    """Return ``(ensemble, records)``: the teachers of ``seeds`` answering
+    together (the mean of their logits), the teacher the kit's students imitate,
+    and each teacher's record."""
+    pairs = get_teachers(data, seeds=seeds, progress=progress, device=device)
+    return Ensemble([t for t, _ in pairs]).eval(), [r for _, r in pairs]
 
 
 def get_baselines(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,

@@ -77,6 +77,24 @@ class SmallCNN(nn.Module):
                 "hidden": self.fc1.out_features, "num_classes": self.fc2.out_features}
 
 
+class Ensemble(nn.Module):
+    """Several trained models answering together: the mean of their logits.
+
+    Hinton et al. (2015) distil an ensemble into one small network; averaging
+    the logits of a few teachers gives a stronger, better calibrated teacher.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise ValueError("members must hold at least one model, got none")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)  # (B, num_classes)
+
+
 def mlp(hidden: Sequence[int] | int = 128, *, seed: int = 0) -> MLP:
     """Return a freshly initialised MLP; ``hidden`` is one size or a sequence of sizes."""
     check_int("seed", seed, 0)

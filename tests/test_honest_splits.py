@@ -179,20 +179,21 @@ def test_choose_T_alpha_decides_the_same_with_scrambled_test_labels(embedded):
              for data in (embedded, scrambled_test(embedded))]
     assert choose_T_alpha(grids[0]) == choose_T_alpha(grids[1])
     for a, b in zip(*grids):
-        assert (a["T"], a["alpha"], a["val_accuracy"]) == (b["T"], b["alpha"], b["val_accuracy"])
+        assert ((a["T"], a["alpha"], a["val_accuracy"], a["val_loss"])
+                == (b["T"], b["alpha"], b["val_accuracy"], b["val_loss"]))
         assert without_history_seconds(a["history"]) == without_history_seconds(b["history"])
     # the test labels did change what is reported
     assert [r["test_accuracy"] for r in grids[0]] != [r["test_accuracy"] for r in grids[1]]
-    # the rule by hand: highest validation accuracy, ties to the lower T, then alpha
-    best = max(grids[0], key=lambda r: (r["val_accuracy"], -r["T"], -r["alpha"]))
+    # the rule by hand: lowest validation loss, ties to the lower T, then alpha
+    best = min(grids[0], key=lambda r: (r["val_loss"], r["T"], r["alpha"]))
     assert choose_T_alpha(grids[0]) == (best["T"], best["alpha"])
 
 
 def test_choose_T_alpha_reads_validation_not_test():
-    rows = [{"T": 1.0, "alpha": 0.5, "val_accuracy": 0.90, "test_accuracy": 0.99},
-            {"T": 4.0, "alpha": 0.9, "val_accuracy": 0.93, "test_accuracy": 0.80},
-            {"T": 2.0, "alpha": 0.9, "val_accuracy": 0.93, "test_accuracy": 0.70},
-            {"T": 2.0, "alpha": 0.5, "val_accuracy": 0.93, "test_accuracy": 0.60}]
+    rows = [{"T": 1.0, "alpha": 0.5, "val_loss": 0.30, "test_accuracy": 0.99},
+            {"T": 4.0, "alpha": 0.9, "val_loss": 0.20, "test_accuracy": 0.80},
+            {"T": 2.0, "alpha": 0.9, "val_loss": 0.20, "test_accuracy": 0.70},
+            {"T": 2.0, "alpha": 0.5, "val_loss": 0.20, "test_accuracy": 0.60}]
     assert choose_T_alpha(rows) == (2.0, 0.5)
     with pytest.raises(ValueError, match="rows"):
         choose_T_alpha([])
