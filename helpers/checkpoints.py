@@ -81,6 +81,29 @@ def _read(path, key: str, model: nn.Module, device) -> dict | None:
         return None
 
 
+def load_checkpoint(name: str, config: dict, build: Callable[[], nn.Module], *,
+                    device=None) -> tuple[nn.Module, dict] | None:
+    """The cached ``(model, record)`` of ``name`` under ``config``, or None when
+    there is none (or it is unusable: then a warning says why)."""
+    device = get_device(device)
+    path = checkpoint_path(name, config)
+    if not path.exists():
+        return None
+    model = build().to(device)
+    record = _read(path, config_key(config), model, device)
+    if record is None:
+        return None
+    return model.eval(), {**record, "cached": True}
+
+
+def save_checkpoint(name: str, config: dict, model: nn.Module, record: dict) -> None:
+    """Store ``model``'s weights and its JSON-like ``record`` under ``config``
+    (atomically: a temporary file, then a rename)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": FORMAT, "key": config_key(config), "config": config,
+                       "state_dict": state, "record": record}, checkpoint_path(name, config))
+
+
 def load_or_train(name: str, config: dict, build: Callable[[], nn.Module],
                   fit: Callable[[nn.Module], dict], *, device=None) -> tuple[nn.Module, dict]:
     """Return ``(model, record)``, from the cache if possible.
@@ -91,18 +114,12 @@ def load_or_train(name: str, config: dict, build: Callable[[], nn.Module],
     with the weights. ``record["cached"]`` says whether the cache was used.
     """
     device = get_device(device)
-    path = checkpoint_path(name, config)
-    key = config_key(config)
-    model = build().to(device)
-    record = _read(path, key, model, device) if path.exists() else None
-    if record is not None:
-        model.eval()
-        return model, {**record, "cached": True}
+    cached = load_checkpoint(name, config, build, device=device)
+    if cached is not None:
+        return cached
     model = build().to(device)  # fresh: a failed load may have left weights half-set
     record = fit(model)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"format": FORMAT, "key": key, "config": config,
-                       "state_dict": state, "record": record}, path)
+    save_checkpoint(name, config, model, record)
     model.eval()
     return model, {**record, "cached": False}
 

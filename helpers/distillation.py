@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._util import check_float, check_int, get_device
-from .checkpoints import (SEEDS, final_record, get_teacher_ensemble, load_or_train,
-                          model_fingerprint)
+from .checkpoints import (SEEDS, final_record, get_teacher_ensemble, load_checkpoint,
+                          model_fingerprint, save_checkpoint)
 from .data import Dataset
-from .models import mlp
+from .models import MLPStack, mlp
 from .training import best_epoch, evaluate, logits_of, train
 
 
@@ -171,21 +171,21 @@ def class_recall(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cls: int) -
 STUDENT_RECIPE = {"hidden": 64, "epochs": 60, "lr": 1e-3, "batch_size": 64}
 
 
-def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int = 0,
-                teacher: nn.Module | None = None, recipe: dict | None = None,
-                progress: bool = False) -> tuple[nn.Module, dict]:
-    """Return ``(student, record)``: a 784-64-10 MLP distilled from ``teacher``
-    (default: the kit's five teachers together, ``get_teacher_ensemble(data)``)
-    with ``T`` and ``alpha``, cached.
+def stacked_distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                              labels: torch.Tensor, *, T: torch.Tensor,
+                              alpha: torch.Tensor) -> torch.Tensor:
+    """:func:`distillation_loss` for S students at once, each with its own T and
+    alpha: logits (S, B, C), labels (S, B), ``T`` and ``alpha`` (S,); returns
+    the S losses, each averaged over its batch."""
+    ce = F.cross_entropy(student_logits.transpose(1, 2), labels, reduction="none").mean(1)
+    t = T.view(-1, 1, 1)
+    kl = F.kl_div(F.log_softmax(student_logits / t, dim=-1),
+                  F.log_softmax(teacher_logits / t, dim=-1),
+                  log_target=True, reduction="none").sum(-1).mean(1)
+    return alpha * T * T * kl + (1 - alpha) * ce
 
-    ``alpha = 0`` is the student trained from the labels alone, through the
-    same loop, seed and batches (no teacher is needed or keyed). The record
-    has ``history`` (validation accuracy per epoch), ``test_accuracy`` (the
-    last epoch's model), ``best_epoch`` (the epoch of highest validation
-    accuracy), ``test_accuracy_best`` (that epoch's model) and ``cached``. The
-    cache key holds the data split's and the teacher's fingerprints.
-    """
-    T, alpha = _check_T(T), check_float("alpha", alpha, 0.0, 1.0)
+
+def _student_recipe(recipe: dict | None) -> dict:
     recipe = {**STUDENT_RECIPE, **(recipe or {})}
     unknown = set(recipe) - set(STUDENT_RECIPE)
     if unknown:
@@ -194,41 +194,106 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
     check_int("recipe['epochs']", recipe["epochs"], 1)
     check_float("recipe['lr']", recipe["lr"], 0.0, low_open=True)
     check_int("recipe['batch_size']", recipe["batch_size"], 1)
-    if alpha == 0:
-        T = 1.0  # the temperature plays no part without the soft term
-    elif teacher is None:
+    return recipe
+
+
+def train_students(data: Dataset, specs, *, teacher: nn.Module | None = None,
+                   recipe: dict | None = None) -> list[tuple[nn.Module, dict]]:
+    """Return ``(student, record)`` for each ``(T, alpha, seed)`` of ``specs``:
+    784-64-10 MLPs distilled from ``teacher`` (default: the kit's five teachers
+    together, ``get_teacher_ensemble(data)``), cached one by one.
+
+    ``alpha = 0`` is a student trained from the labels alone, through the same
+    loop, seed and batches (no teacher is keyed). Students not in the cache
+    are trained together as one :class:`~helpers.models.MLPStack` (each with
+    its own seed's initialisation and batches, its own T and alpha), which
+    costs far less than one after the other. The record has ``history``
+    (validation accuracy and loss per epoch), ``test_accuracy`` (the last
+    epoch's model), ``best_epoch`` (highest validation accuracy, the earliest
+    on a tie), ``test_accuracy_best`` (that epoch's model) and ``cached``. The
+    cache key holds the data split's and the teacher's fingerprints.
+    """
+    recipe = _student_recipe(recipe)
+    checked = []
+    for T, a, s in specs:
+        T, a = _check_T(T), check_float("alpha", a, 0.0, 1.0)
+        checked.append((1.0 if a == 0 else T, a, check_int("seed", s, 0)))  # T unused at 0
+    specs = checked
+    if not specs:
+        raise ValueError("specs must hold at least one (T, alpha, seed)")
+    if teacher is None and any(a for _, a, _ in specs):
         teacher, _ = get_teacher_ensemble(data)
-    config = {"model": mlp(recipe["hidden"], seed=seed).config, "data": data.fingerprint,
-              "teacher": None if alpha == 0 else model_fingerprint(teacher),
-              "recipe": recipe, "T": T, "alpha": alpha, "seed": seed}
+    teacher_key = None if teacher is None else model_fingerprint(teacher)
 
-    def fit(student):
-        kwargs = {k: v for k, v in recipe.items() if k != "hidden"}
-        states = {}
+    def config(T, a, s):
+        return {"model": mlp(recipe["hidden"], seed=s).config, "data": data.fingerprint,
+                "teacher": None if a == 0 else teacher_key, "recipe": recipe, "T": T,
+                "alpha": a, "seed": s}
 
-        def snapshot(m, epoch):  # every epoch's weights, to evaluate the best one later
-            states[epoch] = copy.deepcopy(m.state_dict())
+    def build(s):
+        return lambda: mlp(recipe["hidden"], seed=s)
 
-        if alpha == 0:  # labels only: the same loop, seed and batches, no teacher
-            history = train(student, data, optimizer="adam", seed=seed, progress=progress,
-                            on_epoch_end=snapshot, **kwargs)
-        else:
-            history = distill(student, teacher, data, T=T, alpha=alpha, seed=seed,
-                              progress=progress, on_epoch_end=snapshot, **kwargs)
-        record = final_record(student, data, history)
-        best = best_epoch(history)
-        at_best = copy.deepcopy(student)
-        at_best.load_state_dict(states[best])
-        record.update(best_epoch=best, test_accuracy_best=evaluate(
+    out = [load_checkpoint("student", config(*spec), build(spec[2])) for spec in specs]
+    todo = [i for i, got in enumerate(out) if got is None]
+    if todo:
+        for i, pair in zip(todo, _train_stack(data, [specs[i] for i in todo], teacher, recipe)):
+            save_checkpoint("student", config(*specs[i]), *pair)
+            out[i] = (pair[0], {**pair[1], "cached": False})
+    return out
+
+
+def _train_stack(data, specs, teacher, recipe) -> list[tuple[nn.Module, dict]]:
+    """Train the students of ``specs`` together; return (model, record) for each."""
+    device = get_device()
+    stack = MLPStack([mlp(recipe["hidden"], seed=s) for _, _, s in specs]).to(device)
+    Ts = torch.tensor([T for T, _, _ in specs], device=device)
+    alphas = torch.tensor([a for _, a, _ in specs], device=device)
+    targets = (logits_of(teacher, data.X_train).to(device) if teacher is not None
+               else torch.zeros(len(data.X_train), len(data.classes), device=device))
+
+    def loss(model, xb, yb, idx):
+        return stacked_distillation_loss(model(xb), targets[idx], yb, T=Ts, alpha=alphas)
+
+    best = {"accuracy": [-1.0] * len(specs), "state": [None] * len(specs)}
+
+    def validate(model, epoch):  # validation per member, and each member's best weights
+        ev = evaluate(model, data.X_val, data.y_val)
+        for m, acc in enumerate(ev["accuracy"]):
+            if acc > best["accuracy"][m]:
+                best["accuracy"][m], best["state"][m] = acc, model.member(m).state_dict()
+        return {"val_accuracy": ev["accuracy"], "val_loss": ev["loss"]}
+
+    kwargs = {k: v for k, v in recipe.items() if k != "hidden"}
+    history = train(stack, data, optimizer="adam", seed=[s for _, _, s in specs], loss_fn=loss,
+                    evaluate_each_epoch=False, on_epoch_end=validate, device=device, **kwargs)
+    results = []
+    for m in range(len(specs)):
+        own = [{"epoch": r["epoch"], "train_loss": r["train_loss"][m], "seconds": r["seconds"],
+                "val_accuracy": r["val_accuracy"][m], "val_loss": r["val_loss"][m]}
+               for r in history]
+        student = stack.member(m)
+        record = final_record(student, data, own)
+        at_best = mlp(recipe["hidden"]).to(device)
+        at_best.load_state_dict(best["state"][m])
+        record.update(best_epoch=best_epoch(own), test_accuracy_best=evaluate(
             at_best, data.X_test, data.y_test)["accuracy"])
-        return record
+        results.append((student, record))
+    return results
 
-    return load_or_train("student", config, lambda: mlp(recipe["hidden"], seed=seed), fit)
+
+def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int = 0,
+                teacher: nn.Module | None = None,
+                recipe: dict | None = None) -> tuple[nn.Module, dict]:
+    """Return ``(student, record)``: one student of :func:`train_students`."""
+    return train_students(data, [(T, alpha, seed)], teacher=teacher, recipe=recipe)[0]
 
 
-def get_students(data: Dataset, *, seeds=SEEDS, **kwargs) -> list[tuple[nn.Module, dict]]:
-    """:func:`get_student` for each of ``seeds`` (same keyword arguments)."""
-    return [get_student(data, seed=s, **kwargs) for s in seeds]
+def get_students(data: Dataset, *, seeds=SEEDS, T: float = 4.0, alpha: float = 0.9,
+                 teacher: nn.Module | None = None,
+                 recipe: dict | None = None) -> list[tuple[nn.Module, dict]]:
+    """The students of ``seeds`` with one T and alpha (see :func:`train_students`),
+    trained together when not cached."""
+    return train_students(data, [(T, alpha, s) for s in seeds], teacher=teacher, recipe=recipe)
 
 
 def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
@@ -236,15 +301,15 @@ def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
     ``val_accuracy`` and ``val_loss`` (the last epoch's, on the validation
     split: what a choice may read), ``test_accuracy`` and ``history``."""
+    pairs = [(float(T), float(alpha)) for T in temperatures for alpha in alphas]
+    students = train_students(data, [(T, a, seed) for T, a in pairs], teacher=teacher,
+                              recipe=recipe)
     rows = []
-    for T in temperatures:
-        for alpha in alphas:
-            _, rec = get_student(data, T=T, alpha=alpha, seed=seed, teacher=teacher,
-                                 recipe=recipe)
-            rows.append({"T": float(T), "alpha": float(alpha),
-                         "val_accuracy": rec["history"][-1]["val_accuracy"],
-                         "val_loss": rec["history"][-1]["val_loss"],
-                         "test_accuracy": rec["test_accuracy"], "history": rec["history"]})
+    for (T, alpha), (_, rec) in zip(pairs, students):
+        rows.append({"T": T, "alpha": alpha,
+                     "val_accuracy": rec["history"][-1]["val_accuracy"],
+                     "val_loss": rec["history"][-1]["val_loss"],
+                     "test_accuracy": rec["test_accuracy"], "history": rec["history"]})
     return rows
 
 

@@ -5,21 +5,33 @@ baked in), in three formats: ``"raw"`` (``torch.save`` of the state dict),
 ``"gzip"`` (the same bytes gzip-compressed) and ``"sparse"`` (2-D tensors
 that are at least half zeros stored in CSR with int32 indices).
 
-Latency is the median of repeated timings after a warm-up (a plain
-``perf_counter`` loop; on CUDA the device is synchronised before each reading).
+Latency is measured with ``torch.utils.benchmark`` (``Timer.blocked_autorange``)
+at a fixed thread count: the median and the interquartile range of blocks of
+repeated forward passes. At batch 1 on a CPU it is mostly Python and dispatch
+overhead, not arithmetic.
 """
 from __future__ import annotations
 
 import gzip
 import io
-import statistics
-import time
+import logging
 import warnings
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from ._util import check_choice, check_int
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs a warning
+# naming the machine's CUDA_HOME when a CUDA build of torch finds no GPU; it
+# says nothing about latency, so it is silenced for this one import.
+_cpp_log = logging.getLogger("torch.utils.cpp_extension")
+_level, _ = _cpp_log.level, _cpp_log.setLevel(logging.ERROR)
+from torch.utils import benchmark  # noqa: E402
+_cpp_log.setLevel(_level)
+
+from ._util import check_choice, check_float, check_int
+from .pruning import make_permanent
+from .quantization import Int8Linear
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -47,8 +59,6 @@ FORMATS = ("raw", "gzip", "sparse")
 
 def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of ``model`` with any pruning masks baked in (a copy)."""
-    from .pruning import make_permanent
-
     return {k: v.detach().clone() for k, v in make_permanent(model).state_dict().items()}
 
 
@@ -109,8 +119,6 @@ def macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict[str, int]:
         counts["dense"] += w.numel() * per_weight
         counts["nonzero"] += int(torch.count_nonzero(w)) * per_weight
 
-    from .quantization import Int8Linear
-
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Linear, nn.Conv2d, Int8Linear))]
     was_training = model.training
@@ -131,41 +139,35 @@ def state_dict_bytes(model: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-@torch.no_grad()
-def latency_ms(model: nn.Module, batch_size: int = 1, *, input_shape=(1, 28, 28),
-               repeats: int = 15, min_block_seconds: float = 0.01) -> float:
-    """Return the median time in milliseconds of one forward pass at ``batch_size``.
+def latency(model: nn.Module, batch_size: int = 1, *, input_shape: Sequence[int] = (1, 28, 28),
+            threads: int = 1, min_run_time: float = 0.2) -> dict:
+    """Time one forward pass of ``model`` on a random batch with ``torch.utils.benchmark``.
 
-    After a warm-up, ``repeats`` blocks of back-to-back calls are timed (each
-    block lasts at least ``min_block_seconds``) and the median per-call time is
-    returned. ``batch_size`` >= 1, ``repeats`` >= 1. The model runs in eval mode
-    under ``no_grad`` and is put back in its previous mode; its weights are not
-    touched.
+    Returns ``{"median_ms", "iqr_ms", "threads", "batch_size"}``: the median and
+    the interquartile range (ms) over the blocks of ``Timer.blocked_autorange``,
+    run with ``threads`` intra-op threads for at least ``min_run_time`` seconds.
+    ``batch_size`` >= 1, ``threads`` >= 1, ``min_run_time`` > 0, ``input_shape``
+    a sequence of positive ints (one sample's shape). The model runs in eval
+    mode under ``no_grad`` and is put back in its previous mode; its weights are
+    not touched.
     """
     check_int("batch_size", batch_size, 1)
-    check_int("repeats", repeats, 1)
+    check_int("threads", threads, 1)
+    min_run_time = check_float("min_run_time", min_run_time, 0.0, low_open=True)
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(f"input_shape must be a non-empty sequence of integers in [1, inf), "
+                         f"got {input_shape!r}")
     device = next(model.parameters()).device
-    x = torch.randn(batch_size, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    x = torch.randn(batch_size, *shape, device=device)
+    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
+                            num_threads=threads)
     was_training = model.training
     model.eval()
     try:
-        number = 1
-        while True:  # warm-up, and find how many calls fill a block
-            start = time.perf_counter()
-            for _ in range(number):
-                model(x)
-            sync()
-            if time.perf_counter() - start >= min_block_seconds or number >= 1 << 16:
-                break
-            number *= 2
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(number):
-                model(x)
-            sync()
-            times.append((time.perf_counter() - start) / number)
-        return statistics.median(times) * 1e3
+        with torch.no_grad():
+            m = timer.blocked_autorange(min_run_time=min_run_time)
     finally:
         model.train(was_training)
+    return {"median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3, "threads": threads,
+            "batch_size": batch_size}

@@ -77,6 +77,61 @@ class SmallCNN(nn.Module):
                 "hidden": self.fc1.out_features, "num_classes": self.fc2.out_features}
 
 
+class MLPStack(nn.Module):
+    """Several MLPs of one shape, trained side by side as one module.
+
+    Member ``m``'s layer ``i`` is ``weight_i[m]`` (out, in) and ``bias_i[m]``.
+    The input is either one batch per member, (S, B, ...), or one batch for
+    all, (B, ...); the output is (S, B, num_classes). One optimiser step
+    updates every member with exactly its own gradient (the losses add up), so
+    training S seeds costs little more than one: the per-step overhead of a
+    small network is paid once.
+    """
+
+    def __init__(self, members: Sequence[MLP]):
+        super().__init__()
+        members = list(members)
+        if not members or not all(isinstance(m, MLP) for m in members):
+            raise ValueError("members must be a non-empty list of helpers.models.MLP")
+        shapes = {tuple(l.weight.shape for l in m.layers()) for m in members}
+        if len(shapes) != 1:
+            raise ValueError(f"members must all have one shape, got {sorted(shapes)}")
+        self.size, self.num_layers = len(members), members[0].num_layers
+        self.hidden = members[0].hidden
+        for i in range(self.num_layers):
+            layers = [m.layers()[i] for m in members]
+            self.register_parameter(f"weight_{i + 1}", nn.Parameter(
+                torch.stack([l.weight.detach() for l in layers]).clone()))  # (S, out, in)
+            self.register_parameter(f"bias_{i + 1}", nn.Parameter(
+                torch.stack([l.bias.detach() for l in layers]).clone()))    # (S, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() in (3, 5):  # one batch per member: (S, B, in) or (S, B, 1, 28, 28)
+            h = x.flatten(2)                                         # (S, B, in)
+        else:                  # one batch for all: (B, in) or (B, 1, 28, 28)
+            h = x.flatten(1).unsqueeze(0).expand(self.size, -1, -1)  # (S, B, in)
+        for i in range(1, self.num_layers + 1):
+            w, b = getattr(self, f"weight_{i}"), getattr(self, f"bias_{i}")
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (S, B, out)
+            if i < self.num_layers:
+                h = torch.relu(h)
+        return h
+
+    @torch.no_grad()
+    def member(self, m: int) -> MLP:
+        """Member ``m`` as a plain :class:`MLP` (a copy)."""
+        net = MLP(self.hidden, in_features=self.weight_1.shape[2],
+                  num_classes=getattr(self, f"weight_{self.num_layers}").shape[1])
+        for i, layer in enumerate(net.layers(), 1):
+            layer.weight.copy_(getattr(self, f"weight_{i}")[m])
+            layer.bias.copy_(getattr(self, f"bias_{i}")[m])
+        return net.to(self.weight_1.device).eval()
+
+    def unstack(self) -> list[MLP]:
+        """Every member as a plain :class:`MLP`, in order."""
+        return [self.member(m) for m in range(self.size)]
+
+
 class Ensemble(nn.Module):
     """Several trained models answering together: the mean of their logits.
 

@@ -6,12 +6,15 @@ one by leaving it as the cell's last value (or with ``display(fig)``).
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ._util import check_float, check_int
+from .distillation import entropy, soft_targets
 
 
 def digit_grid(X: torch.Tensor, y: torch.Tensor, classes: Sequence[str], *,
@@ -66,19 +69,19 @@ def weight_histogram(weights: torch.Tensor | Mapping[str, torch.Tensor], *, bins
 
 
 def training_curves(history: Sequence[Mapping], *, title: str | None = None) -> Figure:
-    """Training loss and (when recorded) test accuracy against the epoch."""
+    """Training loss and (when recorded) validation accuracy against the epoch."""
     if not history:
         raise ValueError("history must hold at least one epoch, got none")
     epochs = [r["epoch"] for r in history]
-    has_acc = "test_accuracy" in history[0]
+    has_acc = "val_accuracy" in history[0]
     fig = Figure(figsize=(8 if has_acc else 4.2, 3.0), dpi=80, layout="constrained")
     axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
     axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o")
     axes[0].set(xlabel="epoch", ylabel="training loss")
     if has_acc:
-        axes[1].plot(epochs, [100 * r["test_accuracy"] for r in history], marker="o",
+        axes[1].plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o",
                      color="tab:green")
-        axes[1].set(xlabel="epoch", ylabel="test accuracy (%)")
+        axes[1].set(xlabel="epoch", ylabel="validation accuracy (%)")
     if title:
         fig.suptitle(title)
     return fig
@@ -148,7 +151,6 @@ def nearest_row(rows: Sequence[Mapping], key: str, value: float, *, log: bool = 
     if not rows:
         raise ValueError("rows must hold at least one row, got none")
     if log:
-        import math
 
         if value <= 0:
             raise ValueError(f"{key} must be > 0 on a log scale, got {value!r}")
@@ -192,7 +194,8 @@ def sensitivity_curves(amounts: Sequence[float], scan: Mapping[str, Sequence[flo
 
 
 def gradual_curves(history: Sequence[Mapping], *, title: str | None = None) -> Figure:
-    """Sparsity (left) and test accuracy (right) per epoch of gradual pruning."""
+    """Sparsity (left) and validation accuracy (right) per epoch of gradual
+    pruning (rows of ``pruning.gradual_prune``'s history)."""
     if not history:
         raise ValueError("history must hold at least one epoch, got none")
     epochs = [r["epoch"] for r in history]
@@ -200,8 +203,8 @@ def gradual_curves(history: Sequence[Mapping], *, title: str | None = None) -> F
     ax_s, ax_a = fig.subplots(1, 2)
     ax_s.plot(epochs, [100 * r["sparsity"] for r in history], marker="o", color="tab:purple")
     ax_s.set(xlabel="epoch", ylabel="fc1 sparsity (%)", ylim=(0, 100))
-    ax_a.plot(epochs, [100 * r["test_accuracy"] for r in history], marker="o", color="tab:green")
-    ax_a.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_a.plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o", color="tab:green")
+    ax_a.set(xlabel="epoch", ylabel="validation accuracy (%)")
     if title:
         fig.suptitle(title)
     return fig
@@ -212,7 +215,6 @@ def soft_target_bars(logits: torch.Tensor, T: float, classes: Sequence[str], *,
     """The teacher's softmax(z / T) for one input as bars, beside softmax(z) at
     T = 1, each titled with its entropy in bits; the image itself on the left."""
     check_float("T", T, 0.0, low_open=True)
-    from .distillation import entropy, soft_targets
 
     panels = [(1.0, "tab:gray"), (T, "tab:blue")]
     fig = Figure(figsize=(10, 2.8), dpi=80, layout="constrained")
@@ -241,7 +243,8 @@ def soft_target_bars(logits: torch.Tensor, T: float, classes: Sequence[str], *,
 def distillation_grid_view(rows: Sequence[Mapping], T: float, alpha: float, *,
                            scratch: Mapping | None = None) -> Figure:
     """Left: the student's test accuracy over the (T, alpha) grid, the chosen
-    cell marked; right: its accuracy per epoch, with the label-only student."""
+    cell marked; right: its validation accuracy per epoch, with the label-only
+    student's."""
     temps = sorted({r["T"] for r in rows})
     alphas = sorted({r["alpha"] for r in rows})
     acc = {(r["T"], r["alpha"]): r for r in rows}
@@ -264,13 +267,13 @@ def distillation_grid_view(rows: Sequence[Mapping], T: float, alpha: float, *,
              title="distilled student: test accuracy (%)")
     fig.colorbar(im, ax=ax_g, shrink=0.8)
     hist = acc[(T, alpha)]["history"]
-    ax_c.plot([r["epoch"] for r in hist], [100 * r["test_accuracy"] for r in hist],
+    ax_c.plot([r["epoch"] for r in hist], [100 * r["val_accuracy"] for r in hist],
               color="tab:blue", label=f"distilled, T = {T:g}, α = {alpha:g}")
     if scratch is not None:
         sh = scratch["history"]
-        ax_c.plot([r["epoch"] for r in sh], [100 * r["test_accuracy"] for r in sh],
+        ax_c.plot([r["epoch"] for r in sh], [100 * r["val_accuracy"] for r in sh],
                   color="tab:gray", label="labels only (α = 0)")
-    ax_c.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax_c.set(xlabel="epoch", ylabel="validation accuracy (%)")
     ax_c.legend(fontsize=8, loc="lower right")
     return fig
 
@@ -300,26 +303,33 @@ def distillation_sweeps(rows: Sequence[Mapping], *, scratch_accuracy: float | No
 def pareto(rows: Sequence[Mapping], *, x: str = "sparse_kb", xlabel: str | None = None,
            log: bool = True) -> Figure:
     """Accuracy against a cost column (``x``) for every row, the Pareto front
-    (no other model is both cheaper and more accurate) drawn as a line."""
+    (no other model is both cheaper and more accurate) drawn as a line.
+
+    Accuracy is ``accuracy_mean`` where a row has it (with ``accuracy_std`` as
+    an error bar, none where it is NaN), else ``accuracy``.
+    """
     if not rows:
         raise ValueError("rows must hold at least one row, got none")
     if any(x not in r for r in rows):
         raise ValueError(f"x must be a column of every row, {x!r} is missing")
     fig = Figure(figsize=(7.5, 4.2), dpi=80, layout="constrained")
     ax = fig.subplots()
-    pts = [(r[x], 100 * r["accuracy"], r["model"]) for r in rows]
+    pts = [(r[x], 100 * r.get("accuracy_mean", r.get("accuracy")), r["model"]) for r in rows]
     front, best = [], -1.0
     for c, a, _ in sorted(pts, key=lambda p: (p[0], -p[1])):
         if a > best:
             front.append((c, a))
             best = a
     ax.step(*zip(*front), where="post", color="tab:green", alpha=0.5, label="Pareto front")
-    for i, (c, a, name) in enumerate(pts):
-        ax.scatter(c, a, s=40, zorder=3)
+    for i, ((c, a, name), r) in enumerate(zip(pts, rows)):
+        std = r.get("accuracy_std", float("nan"))
+        ax.errorbar(c, a, yerr=None if std != std else 100 * std, fmt="o", ms=6, capsize=3,
+                    zorder=3)
         ax.annotate(str(i + 1), (c, a), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set(xscale="log" if log else "linear", xlabel=xlabel or x, ylabel="test accuracy (%)")
+    ylabel = "test accuracy (%)" + (", mean ± std over seeds" if "accuracy_mean" in rows[0]
+                                    else "")
+    ax.set(xscale="log" if log else "linear", xlabel=xlabel or x, ylabel=ylabel)
     if log:  # plain numbers at 1, 2, 5 x 10^k instead of crowded powers of ten
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -331,8 +341,10 @@ def pareto(rows: Sequence[Mapping], *, x: str = "sparse_kb", xlabel: str | None 
 
 
 def structure_curves(rows: Sequence[Mapping]) -> Figure:
-    """Accuracy after fine-tuning against the share of fc1 removed: single
-    weights (unstructured) vs whole neurons (structured); structured latency."""
+    """Accuracy after fine-tuning against the share of fc1 removed, single
+    weights (unstructured, mask removed) vs whole neurons (structured); and
+    the batch-256 latency of both (``unstructured_latency_ms``,
+    ``structured_latency_ms``; the thread count from ``threads`` if given)."""
     if not rows:
         raise ValueError("rows must hold at least one row, got none")
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
@@ -342,7 +354,63 @@ def structure_curves(rows: Sequence[Mapping]) -> Figure:
     ax_a.plot(xs, [100 * r["structured"] for r in rows], marker="s", label="structured")
     ax_a.set(xlabel="share of fc1 removed (%)", ylabel="test accuracy after fine-tuning (%)")
     ax_a.legend(fontsize=8)
-    ax_l.plot(xs, [r["structured_latency_ms"] for r in rows], marker="s", color="tab:orange")
-    ax_l.set(xlabel="share of fc1 neurons removed (%)", ylabel="latency, batch 256 (ms)",
-             title="only structured pruning speeds up", ylim=(0, None))
+    for key, marker in (("unstructured", "o"), ("structured", "s")):
+        ax_l.plot(xs, [r[f"{key}_latency_ms"] for r in rows], marker=marker, label=key)
+    threads = rows[0].get("threads")
+    ax_l.set(xlabel="share of fc1 removed (%)",
+             ylabel="latency, batch 256 (ms)" + (f", {threads} thread(s)" if threads else ""),
+             title="zeros stay as slow; fewer neurons are faster", ylim=(0, None))
+    ax_l.legend(fontsize=8)
+    return fig
+
+
+def abs_weight_histogram(weights: Mapping[str, torch.Tensor], *, near_zero: float = 1e-3,
+                         lowest: float = 1e-9) -> Figure:
+    """Histogram of |w| on a log scale, one panel per ``{label: tensor}``.
+
+    Bins are log-spaced from ``lowest`` to the largest |w|; weights exactly 0
+    cannot sit on a log axis, so each panel's title counts them instead, next
+    to the share below ``near_zero`` (marked by a dashed line).
+    """
+    check_float("near_zero", near_zero, 0.0, low_open=True)
+    check_float("lowest", lowest, 0.0, low_open=True)
+    if not weights:
+        raise ValueError("weights must hold at least one tensor, got an empty mapping")
+    mags = {k: w.detach().flatten().abs().cpu() for k, w in weights.items()}
+    top = max(max(m.max().item() for m in mags.values()), lowest * 10)
+    bins = torch.logspace(math.log10(lowest), math.log10(top), 81).numpy()
+    fig = Figure(figsize=(4.2 * len(mags), 3.0), dpi=80, layout="constrained")
+    axes = fig.subplots(1, len(mags), squeeze=False)[0]
+    for ax, (label, m) in zip(axes, mags.items()):
+        zero = int((m == 0).sum())
+        below = (m < near_zero).float().mean().item()
+        ax.hist(m[m > 0].clamp(min=lowest).numpy(), bins=bins, color="tab:blue")
+        ax.axvline(near_zero, color="tab:orange", ls="--", lw=1, label=f"|w| = {near_zero:g}")
+        ax.set(xscale="log", xlabel="|w| (log scale)", ylabel="count")
+        ax.set_title(f"{label}: {below:.0%} below {near_zero:g}, {zero:,} exactly 0",
+                     fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def sfp_norms(history: Sequence[Mapping], *, title: str | None = None) -> Figure:
+    """Soft Filter Pruning per epoch: the largest norm a zeroed neuron's weight row
+    grew back to, against the smallest norm among the kept rows (rows of
+    ``pruning.soft_filter_prune``'s history; epochs with no earlier choice are
+    skipped). A zeroed neuron is chosen again only when the first line
+    crosses the second."""
+    rows = [r for r in history if r["kept_min_norm"] > 0]
+    if not rows:
+        raise ValueError("history has no epoch with an earlier choice to compare with")
+    epochs = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(4.8, 3.0), dpi=80, layout="constrained")
+    ax = fig.subplots()
+    ax.plot(epochs, [r["kept_min_norm"] for r in rows], marker="o", color="tab:green",
+            label="smallest kept row")
+    ax.plot(epochs, [r["regrown_norm"] for r in rows], marker="s", color="tab:red",
+            label="largest regrown row")
+    ax.set(xlabel="epoch", ylabel="weight-row L2 norm", ylim=(0, None))
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return fig

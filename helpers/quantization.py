@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pruning import make_permanent
+
 
 class Int8Linear(nn.Module):
     """A linear layer whose weight is kept as int8 plus one float scale per row."""
@@ -45,8 +47,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
     Pruning masks are baked in first, so pruned weights quantise to exact zeros.
     """
-    from .pruning import make_permanent
-
     net = make_permanent(model)
     targets = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not targets:
@@ -59,8 +59,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def max_rounding_error(model: nn.Module, quantized: nn.Module) -> float:
     """The largest |w - dequantised w| over the quantised layers (at most scale / 2)."""
-    from .pruning import make_permanent
-
     ref = dict(make_permanent(model).named_modules())
     worst = 0.0
     for name, m in quantized.named_modules():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ._util import check_choice, check_float, check_int, get_device, refresh_pruned_weights_
 from .data import Dataset, batches
+from .models import MLPStack
 
 OPTIMIZERS = ("sgd", "adam")
 EVAL_BATCH = 250  # rows per forward pass when evaluating: bounds the CNN's activation memory
@@ -68,9 +69,9 @@ def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = EVAL_BATCH
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    try:
+    try:  # rows are the second-to-last axis: (N, C), or (S, N, C) for an MLPStack
         return torch.cat([model(xb.to(device)) for xb, _ in
-                          batches(X, torch.empty(len(X)), batch_size)])
+                          batches(X, torch.empty(len(X)), batch_size)], dim=-2)
     finally:
         model.train(was_training)
 
@@ -80,6 +81,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
              batch_size: int = EVAL_BATCH) -> dict:
     """Return ``{"accuracy": fraction correct, "loss": mean cross-entropy}`` on (X, y).
 
+    For an :class:`~helpers.models.MLPStack` both are lists, one per member.
     The model is put in eval mode for the pass and its mode restored afterwards.
     """
     check_int("batch_size", batch_size, 1)
@@ -89,6 +91,9 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
         raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
     out = logits_of(model, X, batch_size=batch_size)
     y = y.to(out.device)
+    if out.dim() == 3:  # (S, N, C): one result per member of a stack
+        return {"accuracy": [(pred == y).sum().item() / len(X) for pred in out.argmax(-1)],
+                "loss": [F.cross_entropy(o, y).item() for o in out]}
     return {"accuracy": (out.argmax(1) == y).sum().item() / len(X),
             "loss": F.cross_entropy(out, y, reduction="sum").item() / len(X)}
 
@@ -98,8 +103,20 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 
 def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
                        idx: torch.Tensor) -> torch.Tensor:
-    """The default batch loss: mean cross-entropy of ``model(xb)`` against ``yb``."""
-    return F.cross_entropy(model(xb), yb)
+    """The default batch loss: mean cross-entropy of ``model(xb)`` against ``yb``
+    (for an :class:`~helpers.models.MLPStack`, one mean per member, shape (S,))."""
+    out = model(xb)
+    if out.dim() == 3:  # (S, B, C) against (S, B)
+        return F.cross_entropy(out.transpose(1, 2), yb, reduction="none").mean(1)
+    return F.cross_entropy(out, yb)
+
+
+def _stacked_batches(n: int, batch_size: int, generators: list, device):
+    """Index batches (S, B) for a stack: member m draws its own permutation
+    from ``generators[m]``, exactly as a single model with that seed would."""
+    order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
+    for i in range(0, n, batch_size):
+        yield order[:, i:i + batch_size]
 
 
 def best_epoch(history: list[dict]) -> int:
@@ -112,7 +129,7 @@ def best_epoch(history: list[dict]) -> int:
 
 def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3,
           optimizer: str = "adam", batch_size: int = 64, momentum: float = 0.0,
-          penalty: str | None = None, lam: float = 0.0, seed: int = 0,
+          penalty: str | None = None, lam: float = 0.0, seed: int | Sequence[int] = 0,
           augment: bool = False, schedule: str | None = None,
           evaluate_each_epoch: bool = True, keep_best: bool = False,
           progress: bool = False, loss_fn: LossFn | None = None,
@@ -130,6 +147,12 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     ``loss_fn(model, xb, yb, idx)`` is the batch loss (default: cross-entropy);
     ``idx`` holds the batch's row numbers in the training split, so a loss can
     look up per-sample targets computed once (distillation does).
+
+    An :class:`~helpers.models.MLPStack` of S members trains with one seed per
+    member (``seed`` a sequence of S ints): member m sees the batches a single
+    model with ``seed[m]`` would see, ``loss_fn`` returns one loss per member
+    (S,), and the history's ``train_loss``, ``val_accuracy`` and ``val_loss``
+    are lists, one entry per member (no ``keep_best``, penalty or augment).
 
     The history holds one dict per epoch: ``epoch``; ``train_loss``, the mean
     of ``loss_fn`` over the epoch's samples (the penalty excluded);
@@ -153,7 +176,18 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     check_float("momentum", momentum, 0.0, 1.0, high_open=True)
     check_choice("penalty", penalty, PENALTIES)
     check_float("lam", lam, 0.0)
-    check_int("seed", seed, 0)
+    stacked = isinstance(model, MLPStack)
+    if stacked:
+        seeds = list(seed) if isinstance(seed, (list, tuple)) else None
+        if seeds is None or len(seeds) != model.size:
+            raise ValueError(f"seed must be a sequence of {model.size} seeds for a stack of "
+                             f"{model.size} members, got {seed!r}")
+        for s in seeds:
+            check_int("seed", s, 0)
+        if keep_best or penalty or augment:
+            raise ValueError("keep_best, penalty and augment are not available for an MLPStack")
+    else:
+        check_int("seed", seed, 0)
     check_choice("schedule", schedule, SCHEDULES)
     if penalty is None and lam != 0:
         raise ValueError(f"lam must be 0 when penalty is None, got {lam!r}")
@@ -168,7 +202,10 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     steps = epochs * -(-len(data.X_train) // batch_size)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
              if schedule == "cosine" else None)
-    gen = torch.Generator().manual_seed(seed)
+    if stacked:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+    else:
+        gen = torch.Generator().manual_seed(seed)
     index = torch.arange(len(data.X_train), device=device)
     history, best = [], None
 
@@ -176,26 +213,33 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     for epoch in bar:
         model.train()
         start = time.perf_counter()
-        total = torch.zeros((), device=device)
-        for xb, idx in batches(data.X_train, index, batch_size, shuffle=True, generator=gen):
+        total = torch.zeros(model.size if stacked else (), device=device)
+        steps = ((data.X_train[idx], idx) for idx in
+                 _stacked_batches(len(index), batch_size, gens, device)) if stacked else \
+            batches(data.X_train, index, batch_size, shuffle=True, generator=gen)
+        for xb, idx in steps:
             if augment:
                 xb = random_shift(xb, gen)
             opt.zero_grad(set_to_none=True)
-            data_loss = loss_fn(model, xb, data.y_train[idx], idx)
-            loss = data_loss + lam * weight_penalty(model, penalty) if penalty else data_loss
+            data_loss = loss_fn(model, xb, data.y_train[idx], idx)  # (S,) for a stack
+            loss = data_loss.sum() if stacked else data_loss
+            if penalty:
+                loss = loss + lam * weight_penalty(model, penalty)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            total += data_loss.detach() * len(idx)
-        row = {"epoch": epoch, "train_loss": total.item() / len(index),
+            total += data_loss.detach() * idx.shape[-1]
+        mean_loss = total / len(index)
+        row = {"epoch": epoch, "train_loss": mean_loss.tolist() if stacked else mean_loss.item(),
                "seconds": time.perf_counter() - start}
         if on_epoch_end is not None:
             row.update(on_epoch_end(model, epoch) or {})
         if evaluate_each_epoch:
             ev = evaluate(model, data.X_val, data.y_val)
             row.update(val_accuracy=ev["accuracy"], val_loss=ev["loss"])
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{ev['accuracy']:.3f}")
+            if not stacked:
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{ev['accuracy']:.3f}")
             if keep_best and (best is None or ev["accuracy"] > best[0]):
                 best = (ev["accuracy"], copy.deepcopy(model.state_dict()))
         history.append(row)

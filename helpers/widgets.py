@@ -18,6 +18,8 @@ from torch import nn
 
 from . import plots
 from .data import Dataset
+from .distillation import entropy, soft_targets
+from .training import logits_of
 from .pruning import NEAR_ZERO, amount_point
 
 
@@ -126,8 +128,6 @@ class TemperatureExplorer(_Explorer):
     split are computed once, so the slider answers at once."""
 
     def __init__(self, teacher: nn.Module, data: Dataset, *, index: int = 0, T: float = 4.0):
-        from .distillation import logits_of
-
         self.data = data
         self.logits = logits_of(teacher, data.X_test).cpu()
         self.index = widgets.BoundedIntText(value=index, min=0, max=len(data.X_test) - 1,
@@ -138,8 +138,6 @@ class TemperatureExplorer(_Explorer):
         self._assemble(self.index, self.T)
 
     def update(self, change=None) -> None:
-        from .distillation import entropy, soft_targets
-
         i, T = self.index.value, self.T.value
         z, label = self.logits[i], int(self.data.y_test[i])
         p = soft_targets(z, T)

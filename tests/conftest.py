@@ -71,6 +71,13 @@ def same_state(a: dict, b: dict) -> bool:
     return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def close_state(a: dict, b: dict, atol: float = 1e-6) -> bool:
+    """True if two state dicts have the same keys, in order, and tensors equal
+    to within ``atol`` (a stack of students computes the same sums in another
+    order than one student alone: they agree to rounding)."""
+    return list(a) == list(b) and all(torch.allclose(a[k], b[k], rtol=0, atol=atol) for k in a)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_thread_torch():
     """Run torch on one intra-op thread during the tests.

@@ -261,16 +261,21 @@ def test_get_baseline_rejects_negative_seed(embedded):
 
 @pytest.fixture
 def recorded_keys(monkeypatch):
-    """Replace load_or_train (where each cached model looks it up) by a recorder
-    of (name, config): nothing is trained."""
+    """Replace load_or_train and the students' load_checkpoint (where each cached
+    model looks itself up) by a recorder of (name, config): nothing is trained."""
     seen = []
 
     def fake(name, config, build, fit, *, device=None):
         seen.append((name, config))
         return build(), {"cached": False}
 
-    for module in (hc, hd, hp):
+    def fake_load(name, config, build, *, device=None):  # students look up their own
+        seen.append((name, config))
+        return build(), {"cached": True}
+
+    for module in (hc, hp):
         monkeypatch.setattr(module, "load_or_train", fake)
+    monkeypatch.setattr(hd, "load_checkpoint", fake_load)
     return seen
 
 

@@ -9,9 +9,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from helpers import compare, metrics, plots
+from helpers import compare, distillation, metrics, plots, pruning, stats
+from helpers.experiments import FINETUNE, GRADUAL, KD, PRUNE_AMOUNT, SFP, STRUCTURED_KEEP
 from helpers.models import baseline_mlp, mlp, small_cnn
 from helpers.pruning import magnitude_prune, make_permanent, remove_neurons
+from helpers.training import evaluate
 from helpers.quantization import Int8Linear, max_rounding_error, quantize_int8
 
 
@@ -115,26 +117,136 @@ def test_bad_format_is_rejected():
         metrics.deserialize(b"", "zip")
 
 
-def test_measure_rows_csv_and_table(embedded, tmp_path):
-    small_data = embedded
-    models = {"a": mlp(8, seed=0), "b": magnitude_prune(mlp(8, seed=0), 0.5)}
-    rows = compare.compare(models, small_data, latency=True)
-    assert [r["model"] for r in rows] == ["a", "b"]
-    for r, m in zip(rows, models.values()):
-        assert r["params"] == metrics.count_parameters(m)["total"]
-        assert r["raw_kb"] == metrics.file_sizes(m)["raw"] / 1000
-        assert r["latency_b1_ms"] > 0 and r["latency_b256_ms"] > 0
-    assert rows[1]["nonzero"] == rows[0]["params"] - round(0.5 * 784 * 8)
+def _acc(model, data):
+    return evaluate(model, data.X_test, data.y_test)["accuracy"]
+
+
+def test_measure_gives_counts_sizes_and_latency_with_iqr():
+    m = magnitude_prune(mlp(8, seed=0), 0.5)
+    row = compare.measure("b", m, threads=1, min_run_time=0.01)
+    assert row["params"] == metrics.count_parameters(m)["total"]
+    assert row["nonzero"] == row["params"] - round(0.5 * 784 * 8)
+    assert row["raw_kb"] == metrics.file_sizes(m)["raw"] / 1000  # KB = 1000 bytes
+    assert row["macs"] == 784 * 8 + 8 * 10 and row["threads"] == 1
+    for b in compare.LATENCY_BATCHES:
+        assert row[f"latency_b{b}_ms"] > 0 and row[f"latency_b{b}_iqr_ms"] >= 0
+    assert "latency_b1_ms" not in compare.measure("b", m, latency=False)
+    with pytest.raises(ValueError, match="threads"):
+        compare.measure("b", m, threads=0)
+
+
+def _fake_training(monkeypatch, calls):
+    """Replace every trainer build_models calls by a recorder (no training)."""
+    def fake_train(model, data, **kw):
+        calls.append(("train", kw))
+        return []
+
+    def fake_distill(student, teacher, data, **kw):
+        calls.append(("distill", kw))
+        return []
+
+    def fake_sfp(base, data, *, amount, seed, **kw):
+        calls.append(("sfp", {"amount": amount, "seed": seed, **kw}))
+        return pruning.neuron_prune(base, amount), []
+
+    def fake_gradual(base, data, *, final, seed, **kw):
+        calls.append(("gradual", {"final": final, "seed": seed, **kw}))
+        return magnitude_prune(base, final), []
+
+    monkeypatch.setattr(compare, "train", fake_train)
+    monkeypatch.setattr(distillation, "distill", fake_distill)
+    monkeypatch.setattr(pruning, "soft_filter_prune", fake_sfp)
+    monkeypatch.setattr(pruning, "gradual_prune", fake_gradual)
+    monkeypatch.setattr(compare, "get_baseline", lambda data, seed: (baseline_mlp(seed=seed), {}))
+    monkeypatch.setattr(compare, "get_teacher_ensemble", lambda data: (mlp(16, seed=99), []))
+    monkeypatch.setattr(distillation, "get_student",
+                        lambda data, seed, teacher, **kw: (mlp(64, seed=seed), {}))
+
+
+def test_build_models_uses_the_recipes_and_equal_budgets(embedded, monkeypatch):
+    calls = []
+    _fake_training(monkeypatch, calls)
+    models = compare.build_models(embedded, seed=3, teacher=mlp(16, seed=99))
+    assert tuple(models) == compare.NAMES[:-1]
+    base = baseline_mlp(seed=3)
+    assert torch.equal(models["dense baseline 784-128-10"].fc1.weight, base.fc1.weight)
+    assert pruning.sparsity(models["unstructured 90% of fc1, mask removed"])["fc1"] == \
+        pytest.approx(PRUNE_AMOUNT, abs=1e-4)
+    assert models["structured 128 -> 32 neurons"].fc1.out_features == STRUCTURED_KEEP
+    assert models["soft filter pruning -> 32 neurons"].fc1.out_features == STRUCTURED_KEEP
+    kinds = [k for k, _ in calls]
+    assert kinds == ["train", "train", "sfp", "gradual", "distill"]
+    structured, kd = calls[1][1], calls[4][1]
+    budget = ("epochs", "lr", "batch_size", "keep_best", "seed")
+    assert {k: structured[k] for k in budget} == {k: kd[k] for k in budget}
+    assert {k: structured[k] for k in budget} == {**{k: FINETUNE[k] for k in budget[:4]},
+                                                  "seed": 3}
+    assert kd["keep_best"] is True and (kd["T"], kd["alpha"]) == (KD["T"], KD["alpha"])
+    assert calls[2][1] == {**SFP, "seed": 3} and calls[3][1] == {**GRADUAL, "seed": 3}
+    # int8 rows quantise the matching float models
+    assert isinstance(models["int8 + structured 32"].fc1, Int8Linear)
+    assert models["int8 + structured 32"].fc1.out_features == STRUCTURED_KEEP
+
+
+def test_comparison_reports_mean_and_std_over_seeds(embedded, monkeypatch):
+    def fake_build(data, *, seed, teacher, teacher_logits):
+        return {name: mlp(8, seed=10 * seed + i) for i, name in enumerate(compare.NAMES[:-1])}
+
+    teacher = mlp(16, seed=99)
+    monkeypatch.setattr(compare, "build_models", fake_build)
+    monkeypatch.setattr(compare, "get_teacher_ensemble", lambda data: (teacher, []))
+    rows, models, acc = compare.comparison(embedded, seeds=(0, 1, 2), latency=False)
+    assert [r["model"] for r in rows] == list(compare.NAMES)
+    for i, name in enumerate(compare.NAMES[:-1]):
+        ref = [_acc(mlp(8, seed=10 * s + i), embedded) for s in (0, 1, 2)]
+        assert acc[name] == ref
+        m, sd = stats.mean_std(ref)
+        assert rows[i]["accuracy_mean"] == pytest.approx(m)
+        assert rows[i]["accuracy_std"] == pytest.approx(sd)
+        assert rows[i]["seeds"] == 3
+        # sizes come from the first seed's model
+        assert torch.equal(models[name].fc1.weight, mlp(8, seed=i).fc1.weight)
+    assert rows[-1]["seeds"] == 1 and math.isnan(rows[-1]["accuracy_std"])
+    assert rows[-1]["accuracy_mean"] == _acc(teacher, embedded)
+    with pytest.raises(ValueError, match="seeds"):
+        compare.comparison(embedded, seeds=(0,))
+
+
+def test_table_and_csv(tmp_path):
+    rows = [{"model": "a", "accuracy_mean": 0.95, "accuracy_std": 0.005, "seeds": 5,
+             "params": 1234, "threads": 1, "latency_b1_ms": 0.0312, "latency_b1_iqr_ms": 0.0004},
+            {"model": "t", "accuracy_mean": 0.976, "accuracy_std": math.nan, "seeds": 1,
+             "params": 10, "threads": 1, "latency_b1_ms": 1.5, "latency_b1_iqr_ms": 0.25}]
+    lines = compare.format_table(rows).splitlines()
+    assert lines[0].split() == ["model", "accuracy", "params", "threads", "latency_b1_ms"]
+    assert "95.0% ± 0.5" in lines[1] and "0.031 (IQR 0.000)" in lines[1]
+    assert "97.6% (1 run)" in lines[2] and "1.500 (IQR 0.250)" in lines[2]
+    assert compare.format_table(rows, ["model", "params"]).splitlines()[1].split()[-1] == "1,234"
     path = compare.write_csv(rows, tmp_path / "out" / "t.csv")
     with open(path, newline="") as fh:
         back = list(csv.DictReader(fh))
-    assert [b["model"] for b in back] == ["a", "b"]
-    assert math.isclose(float(back[0]["accuracy"]), rows[0]["accuracy"], abs_tol=1e-6)
+    assert list(back[0]) == ["model", "accuracy_mean", "accuracy_std", "seeds", "params",
+                             "threads", "latency_b1_ms", "latency_b1_iqr_ms"]
+    assert float(back[0]["accuracy_std"]) == 0.005 and back[1]["accuracy_std"] == ""
+    assert back[0]["threads"] == "1"
     assert not list(path.parent.glob("*.tmp"))
-    text = compare.format_table(rows, ["model", "params"])
-    assert text.splitlines()[1].split()[-1] == f"{rows[0]['params']:,}"
     with pytest.raises(ValueError, match="rows"):
         compare.write_csv([], tmp_path / "x.csv")
+
+
+def test_sparsity_curves_time_both_kinds(embedded, monkeypatch):
+    monkeypatch.setattr(compare, "train", lambda model, data, **kw: [])  # no fine-tuning
+    base = mlp(16, seed=0)
+    rows = compare.sparsity_curves(base, embedded, [0.5, 0.75], threads=1, min_run_time=0.01)
+    assert [r["amount"] for r in rows] == [0.5, 0.75]
+    for r in rows:
+        un = make_permanent(magnitude_prune(base, r["amount"]))
+        st = remove_neurons(base, round(16 * (1 - r["amount"])))
+        assert r["unstructured"] == _acc(un, embedded)
+        assert r["structured"] == _acc(st, embedded)
+        assert r["threads"] == 1
+        for k in ("unstructured", "structured"):
+            assert r[f"{k}_latency_ms"] > 0 and r[f"{k}_latency_iqr_ms"] >= 0
 
 
 def test_comparison_figures():
@@ -146,6 +258,15 @@ def test_comparison_figures():
     assert [p[0] for p in front] == [10.0, 100.0]  # c is dominated by a
     with pytest.raises(ValueError, match="x"):
         plots.pareto(rows, x="nope")
+    mean_rows = [{"model": "a", "accuracy_mean": 0.9, "accuracy_std": 0.01, "kb": 10.0},
+                 {"model": "b", "accuracy_mean": 0.8, "accuracy_std": math.nan, "kb": 5.0}]
+    ax = plots.pareto(mean_rows, x="kb").axes[0]
+    assert [p[1] for p in ax.lines[0].get_xydata().tolist()] == [80.0, 90.0]
     curves = [{"amount": 0.5, "unstructured": 0.9, "structured": 0.8,
-               "structured_latency_ms": 0.1}]
-    assert len(plots.structure_curves(curves).axes) == 2
+               "unstructured_latency_ms": 0.3, "structured_latency_ms": 0.1},
+              {"amount": 0.9, "unstructured": 0.85, "structured": 0.6,
+               "unstructured_latency_ms": 0.31, "structured_latency_ms": 0.05}]
+    fig = plots.structure_curves(curves)
+    assert len(fig.axes) == 2
+    lat = [line.get_ydata().tolist() for line in fig.axes[1].lines]
+    assert lat == [[0.3, 0.31], [0.1, 0.05]]

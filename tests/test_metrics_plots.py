@@ -35,12 +35,48 @@ def test_latency_is_positive_and_leaves_the_model_alone():
     net = baseline_mlp()
     net.train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    ms = metrics.latency_ms(net, batch_size=4, repeats=3)
-    assert ms > 0
-    assert net.training
+    threads_before = torch.get_num_threads()
+    lat = metrics.latency(net, batch_size=4, threads=2, min_run_time=0.01)
+    assert set(lat) == {"median_ms", "iqr_ms", "threads", "batch_size"}
+    assert lat["median_ms"] > 0 and lat["iqr_ms"] >= 0
+    assert lat["threads"] == 2 and lat["batch_size"] == 4
+    assert net.training  # mode restored
+    assert torch.is_grad_enabled()
+    assert torch.get_num_threads() == threads_before  # the Timer restores the thread count
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    with pytest.raises(ValueError, match="batch_size"):
-        metrics.latency_ms(net, batch_size=0)
+    net.eval()
+    metrics.latency(net, min_run_time=0.01)
+    assert not net.training
+
+
+def test_latency_agrees_with_a_plain_timer_within_an_order_of_magnitude():
+    # independent reference: timeit's own loop over the same call
+    import timeit
+
+    net = baseline_mlp().eval()
+    x = torch.randn(64, 1, 28, 28)
+    with torch.no_grad():
+        ref = min(timeit.repeat(lambda: net(x), number=20, repeat=3)) / 20 * 1e3
+    ms = metrics.latency(net, 64, threads=torch.get_num_threads(), min_run_time=0.05)["median_ms"]
+    assert ref / 10 < ms < ref * 10
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.5}, "batch_size"),
+    ({"threads": 0}, "threads"), ({"min_run_time": 0}, "min_run_time"),
+    ({"min_run_time": float("nan")}, "min_run_time"), ({"input_shape": (1, 0, 28)}, "input_shape"),
+    ({"input_shape": ()}, "input_shape")])
+def test_latency_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        metrics.latency(mlp(4), **kwargs)
+
+
+def test_no_hand_written_timing_loop_in_metrics():
+    import inspect
+
+    src = inspect.getsource(metrics)
+    assert "perf_counter" not in src and "latency_ms" not in src
+    assert not hasattr(metrics, "latency_ms")
 
 
 def test_plots_return_figures_and_check_arguments():
@@ -53,8 +89,8 @@ def test_plots_return_figures_and_check_arguments():
         plots.weight_histogram(w, bins=1)
     with pytest.raises(ValueError, match="weights"):
         plots.weight_histogram({})
-    hist = [{"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.5},
-            {"epoch": 2, "train_loss": 0.5, "test_accuracy": 0.7}]
+    hist = [{"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5},
+            {"epoch": 2, "train_loss": 0.5, "val_accuracy": 0.7}]
     assert len(plots.training_curves(hist).axes) == 2
     X, y = torch.zeros(20, 1, 28, 28), torch.arange(20) % 10
     assert len(plots.digit_grid(X, y, [str(i) for i in range(10)], per_class=2).axes) == 20
@@ -71,3 +107,30 @@ def test_exercise_check_says_right_wrong_or_unanswered():
     assert exercises.check(True, 1).startswith("Not quite")  # a bool is not a count
     with pytest.raises(ValueError, match="rel_tol"):
         exercises.check(1, 1, rel_tol=-1)
+
+
+def test_soft_pruning_plots_draw_what_their_history_holds():
+    w = torch.tensor([0.0, 0.0, 1e-4, 2e-3, -0.5])
+    fig = plots.abs_weight_histogram({"toy": w}, near_zero=1e-3)
+    title = fig.axes[0].get_title()
+    assert "2 exactly 0" in title and "60% below 0.001" in title  # 3 of 5 below 1e-3
+    with pytest.raises(ValueError, match="weights"):
+        plots.abs_weight_histogram({})
+    with pytest.raises(ValueError, match="near_zero"):
+        plots.abs_weight_histogram({"toy": w}, near_zero=0)
+
+    history = [{"epoch": 1, "regrown_norm": 0.0, "kept_min_norm": 0.0},
+               {"epoch": 2, "regrown_norm": 0.2, "kept_min_norm": 1.1},
+               {"epoch": 3, "regrown_norm": 0.3, "kept_min_norm": 1.2}]
+    fig = plots.sfp_norms(history)
+    lines = {l.get_label(): list(l.get_ydata()) for l in fig.axes[0].get_lines()}
+    assert lines == {"smallest kept row": [1.1, 1.2], "largest regrown row": [0.2, 0.3]}
+    with pytest.raises(ValueError, match="history"):
+        plots.sfp_norms(history[:1])
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "sparsity": s, "val_accuracy": a}
+            for e, s, a in ((1, 0.3, 0.90), (2, 0.6, 0.92))]
+    fig = plots.gradual_curves(rows)
+    ys = sorted(list(l.get_ydata()) for ax in fig.axes for l in ax.get_lines())
+    assert [30.0, 60.0] in [[round(v, 6) for v in y] for y in ys] or [0.3, 0.6] in ys
+    assert [90.0, 92.0] in [[round(v, 6) for v in y] for y in ys]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers.models import MLP, SmallCNN, baseline_mlp, build, mlp, small_cnn
+from helpers.models import MLP, Ensemble, MLPStack, SmallCNN, baseline_mlp, build, mlp, small_cnn
 
 
 def n_params(model: nn.Module) -> int:
@@ -205,3 +205,31 @@ def test_article_helpers_reject_bad_arguments(call, word):
 
     with pytest.raises(ValueError, match=word):
         call(article)
+
+
+def test_mlp_stack_computes_each_members_logits():
+    members = [mlp((32, 16), seed=s) for s in range(3)]
+    stack = MLPStack(members)
+    x = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = stack(x)  # one batch for all members
+    assert out.shape == (3, 5, 10)
+    per_member = torch.randn(3, 5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    out2 = stack(per_member)  # one batch each
+    for m, net in enumerate(members):
+        assert torch.allclose(out[m], net(x), atol=1e-6)
+        assert torch.allclose(out2[m], net(per_member[m]), atol=1e-6)
+        back = stack.member(m)
+        assert all(torch.equal(a, b) for a, b in zip(back.parameters(), net.parameters()))
+    with pytest.raises(ValueError, match="members"):
+        MLPStack([mlp(8), mlp(9)])
+    with pytest.raises(ValueError, match="members"):
+        MLPStack([])
+
+
+def test_ensemble_averages_its_members_logits():
+    members = [mlp(8, seed=s) for s in range(3)]
+    x = torch.randn(4, 1, 28, 28)
+    want = sum(m(x) for m in members) / 3
+    assert torch.allclose(Ensemble(members)(x), want, atol=1e-6)
+    with pytest.raises(ValueError, match="members"):
+        Ensemble([])

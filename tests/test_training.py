@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.models import baseline_mlp, mlp, small_cnn
+from helpers.models import MLPStack, baseline_mlp, mlp, small_cnn
 from helpers.training import best_epoch, evaluate, train, weight_penalty
 
 from conftest import state, subset, synthetic
@@ -252,3 +252,30 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, word):
 def test_data_must_be_a_dataset(bad):
     with pytest.raises(ValueError, match="data"):
         train(mlp(4), bad, progress=False, device=CPU)
+
+
+# --- a stack of seeds trained together ---------------------------------------------
+
+def test_a_stack_trains_each_member_as_a_single_model_with_its_seed(embedded):
+    data = subset(embedded, 300, 100, "stack")
+    stack = MLPStack([mlp(16, seed=s) for s in (3, 4)])
+    history = train(stack, data, epochs=2, seed=[3, 4], device="cpu")
+    for m, s in enumerate((3, 4)):
+        ref = mlp(16, seed=s)
+        ref_hist = train(ref, data, epochs=2, seed=s, device="cpu")
+        got = stack.member(m)
+        for a, b in zip(got.parameters(), ref.parameters()):
+            assert torch.allclose(a, b, rtol=0, atol=1e-6)
+        assert [r["val_accuracy"][m] for r in history] == [r["val_accuracy"] for r in ref_hist]
+        assert [r["train_loss"][m] for r in history] == pytest.approx(
+            [r["train_loss"] for r in ref_hist], rel=1e-5)
+
+
+def test_a_stack_needs_one_seed_per_member_and_no_per_model_extras(embedded):
+    data = subset(embedded, 64, 32, "stack-args")
+    stack = MLPStack([mlp(8, seed=s) for s in (0, 1)])
+    for bad in (0, [0], [0, 1, 2], [0, -1]):
+        with pytest.raises(ValueError, match="seed"):
+            train(stack, data, epochs=1, seed=bad)
+    with pytest.raises(ValueError, match="MLPStack"):
+        train(stack, data, epochs=1, seed=[0, 1], keep_best=True)
