@@ -134,7 +134,9 @@ def chromium():
 # JavaScript run in the page, against JupyterLab's own model of the notebook.
 # A widget output whose front-end is missing falls back to another renderer
 # (its text/plain repr), which marks the output node with data-mime-type.
-_JS_FIND = ("(name) => Array.from(window.jupyterapp.shell.widgets('main'))"
+# (undefined until JupyterLab has started: a predicate must not throw meanwhile)
+_JS_FIND = ("(name) => window.jupyterapp && window.jupyterapp.shell && "
+            "Array.from(window.jupyterapp.shell.widgets('main'))"
             ".find(w => w.context && w.context.path === name)")
 _JS_STATE = """(name) => {
   const nb = (%s)(name);
