@@ -66,32 +66,31 @@ def baseline_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
     return [get_baseline(data, seed=s)[1]["test_accuracy"] for s in seeds]
 
 
-def unstructured_runs(data: Dataset, seeds: Sequence[int] = SEEDS,
-                      amount: float = PRUNE_AMOUNT) -> dict[str, list[float]]:
-    """``amount`` of fc1 pruned by magnitude, then fine-tuned, for each seed's
+def _prune_finetune_runs(data: Dataset, seeds: Sequence[int], prune) -> dict[str, list[float]]:
+    """``prune(baseline)`` (a pruned copy) then fine-tuned, for each seed's
     baseline: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
     out = {"baseline": [], "pruned": [], "finetuned": []}
     for s in seeds:
         base, rec = get_baseline(data, seed=s)
-        net = pruning.magnitude_prune(base, amount)
+        net = prune(base)
         out["baseline"].append(rec["test_accuracy"])
         out["pruned"].append(_test(net, data))
         out["finetuned"].append(_test(_finetune(net, data, s), data))
     return out
 
 
+def unstructured_runs(data: Dataset, seeds: Sequence[int] = SEEDS,
+                      amount: float = PRUNE_AMOUNT) -> dict[str, list[float]]:
+    """``amount`` of fc1 pruned by magnitude, then fine-tuned, for each seed's
+    baseline: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
+    return _prune_finetune_runs(data, seeds, lambda b: pruning.magnitude_prune(b, amount))
+
+
 def structured_runs(data: Dataset, seeds: Sequence[int] = SEEDS,
                     keep: int = STRUCTURED_KEEP) -> dict[str, list[float]]:
     """fc1 cut to its ``keep`` strongest neurons (a smaller network), then
     fine-tuned: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
-    out = {"baseline": [], "pruned": [], "finetuned": []}
-    for s in seeds:
-        base, rec = get_baseline(data, seed=s)
-        small = pruning.remove_neurons(base, keep)
-        out["baseline"].append(rec["test_accuracy"])
-        out["pruned"].append(_test(small, data))
-        out["finetuned"].append(_test(_finetune(small, data, s), data))
-    return out
+    return _prune_finetune_runs(data, seeds, lambda b: pruning.remove_neurons(b, keep))
 
 
 def choose_l1_threshold(data: Dataset, lams: Sequence[float] = pruning.REG_LAMBDAS,

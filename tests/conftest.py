@@ -55,6 +55,25 @@ def write_idx_labels(path: Path, labels: np.ndarray) -> None:
     path.write_bytes(header + labels.astype(np.uint8).tobytes())
 
 
+def write_fake_idx_set(root: Path, folder: str, seed: int, *, per_class: int,
+                       n_test: int) -> tuple:
+    """Tiny MNIST-format IDX files under ``root/folder/raw``: ``per_class``
+    random training images of each digit (shuffled) and ``n_test`` test
+    images. Returns ``(x_train, y_train, x_test, y_test)``."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    xtr = rng.integers(0, 256, size=(10 * per_class, 28, 28), dtype=np.uint8)
+    ytr = rng.permutation(np.repeat(np.arange(10), per_class))
+    xte = rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8)
+    yte = rng.integers(0, 10, size=n_test)
+    write_idx_images(raw / "train-images-idx3-ubyte", xtr)
+    write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
+    write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
+    write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
+    return xtr, ytr, xte, yte
+
+
 def hand_softmax(z: torch.Tensor) -> torch.Tensor:
     """softmax along the last axis, written out (max subtracted for stability)."""
     e = torch.exp(z - z.max(dim=-1, keepdim=True).values)

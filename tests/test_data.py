@@ -17,7 +17,7 @@ import helpers.data as hdata
 from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
                           stratified_split)
 
-from conftest import write_idx_images, write_idx_labels
+from conftest import write_fake_idx_set
 
 # Written out by hand (not taken from helpers) so that the test is independent.
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -234,18 +234,7 @@ def tiny_torchvision_val(monkeypatch):
 
 def _write_fake_set(root: Path, folder: str, seed: int):
     """Tiny IDX files: 30 training images (3 per class, shuffled), 10 test images."""
-    rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    xtr = rng.integers(0, 256, size=(10 * FAKE_PER_CLASS, 28, 28), dtype=np.uint8)
-    ytr = rng.permutation(np.repeat(np.arange(10), FAKE_PER_CLASS))
-    xte = rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
-    yte = rng.integers(0, 10, size=10)
-    write_idx_images(raw / "train-images-idx3-ubyte", xtr)
-    write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
-    write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
-    write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
-    return xtr, ytr, xte, yte
+    return write_fake_idx_set(root, folder, seed, per_class=FAKE_PER_CLASS, n_test=10)
 
 
 def _pixels(data_x: torch.Tensor, data: Dataset) -> np.ndarray:

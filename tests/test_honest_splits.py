@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,7 +20,7 @@ from helpers.models import mlp
 from helpers.pruning import iterative_prune, sensitivity_scan
 from helpers.training import evaluate, train
 
-from conftest import same_state, state, write_idx_images, write_idx_labels
+from conftest import same_state, state, write_fake_idx_set
 
 CPU = "cpu"
 
@@ -74,17 +73,7 @@ def test_embedded_split_is_deterministic(embedded):
 def test_torchvision_loading_carves_validation_per_class_and_disjoint(tmp_path, monkeypatch):
     per_class, val_per_class = 6, 2
     monkeypatch.setattr(hdata, "TORCHVISION_VAL_PER_CLASS", val_per_class)
-    rng = np.random.default_rng(5)
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    xtr = rng.integers(0, 256, size=(10 * per_class, 28, 28), dtype=np.uint8)
-    ytr = rng.permutation(np.repeat(np.arange(10), per_class))
-    xte = rng.integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
-    yte = rng.integers(0, 10, size=7)
-    write_idx_images(raw / "train-images-idx3-ubyte", xtr)
-    write_idx_labels(raw / "train-labels-idx1-ubyte", ytr)
-    write_idx_images(raw / "t10k-images-idx3-ubyte", xte)
-    write_idx_labels(raw / "t10k-labels-idx1-ubyte", yte)
+    xtr, ytr, _, yte = write_fake_idx_set(tmp_path, "MNIST", 5, per_class=per_class, n_test=7)
 
     data = hdata.load_dataset("mnist", root=tmp_path, download=False)
     assert torch.bincount(data.y_val, minlength=10).tolist() == [val_per_class] * 10
