@@ -8,8 +8,11 @@ A small *student* learns from a trained *teacher*'s softened outputs
 The T^2 factor keeps the soft term's gradients at the same scale as T changes
 (they shrink as 1/T^2 otherwise). The KL term is computed from log-softmaxes
 with ``F.kl_div(..., log_target=True)``, which stays finite for any T > 0 and
-any logits. The teacher is frozen and in eval mode; because the inputs do not
-change from epoch to epoch, its logits are computed once.
+any logits. The teacher only answers: its logits on the training inputs are
+computed once, in eval mode and without gradients (the inputs do not change
+from epoch to epoch), and the student trains through ``training.train`` with
+this loss. Students of several seeds, or of several (T, alpha), train
+together as one ``models.MLPStack`` (``train_students``).
 
 Also here: the bias correction of Hinton et al.'s omitted-digit experiment.
 """

@@ -57,8 +57,14 @@ def _val(model: nn.Module, data: Dataset) -> float:
 
 
 def _finetune(model: nn.Module, data: Dataset, seed: int, **overrides) -> nn.Module:
+    """Train ``model`` in place with FINETUNE (and ``overrides``); return it."""
     train(model, data, seed=seed, progress=False, **{**FINETUNE, **overrides})
     return model
+
+
+# The hard side of a same-budget comparison trains all its epochs, as the soft
+# side does: no epoch is picked on validation.
+_NO_CHOICE = {"keep_best": False, "evaluate_each_epoch": False}
 
 
 def baseline_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
@@ -146,9 +152,8 @@ def sfp_vs_hard_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict[str, l
     for s in seeds:
         base, _ = get_baseline(data, seed=s)
         sfp, _ = pruning.soft_filter_prune(base, data, seed=s, **SFP)
-        hard = pruning.neuron_prune(base, SFP["amount"])
-        train(hard, data, epochs=SFP["epochs"], lr=SFP["lr"], seed=s, progress=False,
-              evaluate_each_epoch=False)
+        hard = _finetune(pruning.neuron_prune(base, SFP["amount"]), data, s,
+                         epochs=SFP["epochs"], lr=SFP["lr"], **_NO_CHOICE)
         out["sfp"].append(_test(pruning.shrink(sfp), data))
         out["hard"].append(_test(pruning.shrink(hard), data))
     return out
@@ -161,9 +166,8 @@ def gradual_vs_oneshot_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict
     for s in seeds:
         base, _ = get_baseline(data, seed=s)
         gradual, _ = pruning.gradual_prune(base, data, seed=s, **GRADUAL)
-        one = pruning.magnitude_prune(base, GRADUAL["final"])
-        train(one, data, epochs=GRADUAL["epochs"], lr=GRADUAL["lr"], seed=s, progress=False,
-              evaluate_each_epoch=False)
+        one = _finetune(pruning.magnitude_prune(base, GRADUAL["final"]), data, s,
+                        epochs=GRADUAL["epochs"], lr=GRADUAL["lr"], **_NO_CHOICE)
         out["gradual"].append(_test(gradual, data))
         out["one_shot"].append(_test(one, data))
     return out

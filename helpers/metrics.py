@@ -25,9 +25,10 @@ from torch import nn
 # naming the machine's CUDA_HOME when a CUDA build of torch finds no GPU; it
 # says nothing about latency, so it is silenced for this one import.
 _cpp_log = logging.getLogger("torch.utils.cpp_extension")
-_level, _ = _cpp_log.level, _cpp_log.setLevel(logging.ERROR)
+_cpp_level = _cpp_log.level
+_cpp_log.setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
-_cpp_log.setLevel(_level)
+_cpp_log.setLevel(_cpp_level)
 
 from ._util import check_choice, check_float, check_int
 from .pruning import make_permanent
