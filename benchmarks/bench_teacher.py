@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from helpers._util import atomic_write_bytes  # noqa: E402
-from helpers.checkpoints import TEACHER_RECIPE  # noqa: E402
+from helpers.experiments import TEACHER_RECIPE  # noqa: E402
 from helpers.data import load_dataset  # noqa: E402
 from helpers.models import small_cnn  # noqa: E402
 from helpers.training import evaluate, train  # noqa: E402

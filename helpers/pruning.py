@@ -1,7 +1,7 @@
 """Pruning, built on ``torch.nn.utils.prune``.
 
 * Unstructured magnitude pruning, layer-wise or global (Han et al. 2015,
-  arXiv:1506.02626); ``make_permanent`` bakes the masks in.
+  arXiv:1506.02626); ``models.make_permanent`` bakes the masks in.
 * Structured pruning of whole hidden neurons, and ``shrink``, which rebuilds a
   physically smaller MLP with exactly the logits of the masked one.
 * The source article's iterative loop done right: prune a step, evaluate, roll
@@ -18,7 +18,6 @@ return a pruned copy and leave their input untouched.
 """
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import torch
@@ -28,14 +27,8 @@ from torch.nn.utils import prune
 
 from ._util import check_choice, check_float, check_int, refresh_pruned_weights_, seeded
 from .data import Dataset
-from .checkpoints import BASELINE_RECIPE, final_record, load_or_train
-from .models import MLP, baseline_mlp
+from .models import MLP, clone, make_permanent
 from .training import evaluate, train
-
-
-# The fine-tuning recipe after pruning: up to 5 epochs at half the training
-# rate, keeping the epoch with the best validation accuracy.
-FINETUNE = {"epochs": 5, "lr": 5e-4, "optimizer": "adam", "batch_size": 64, "keep_best": True}
 
 
 # --- choosing layers --------------------------------------------------------
@@ -60,35 +53,11 @@ def _layers(model: nn.Module, layers: Sequence[str] | str | None) -> dict[str, n
     return {n: available[n] for n in layers}
 
 
-@torch.no_grad()
-def clone(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` that also works on a freshly pruned model.
-
-    A pruned layer's ``weight`` is recomputed from ``weight_orig * weight_mask``
-    at each forward pass; straight after pruning it is a non-leaf tensor that
-    ``copy.deepcopy`` refuses. It is refreshed (same values, no graph) first.
-    """
-    return copy.deepcopy(refresh_pruned_weights_(model))
-
-
 def _check_amount(amount) -> float:
     return check_float("amount", amount, 0.0, 1.0, high_open=True)
 
 
 # --- unstructured magnitude pruning -----------------------------------------
-
-def make_permanent_(model: nn.Module) -> nn.Module:
-    """Bake every pruning mask into its weight (``prune.remove``); return the model."""
-    for module in model.modules():
-        for name in [n[:-5] for n, _ in module.named_buffers(recurse=False) if n.endswith("_mask")]:
-            prune.remove(module, name)
-    return model
-
-
-def make_permanent(model: nn.Module) -> nn.Module:
-    """Return a copy of ``model`` with its masks baked into plain dense weights."""
-    return make_permanent_(clone(model))
-
 
 def is_pruned(module: nn.Module, name: str = "weight") -> bool:
     """True if ``module.<name>`` is currently under a pruning mask."""
@@ -439,68 +408,6 @@ def sensitivity_scan(model: nn.Module, data: Dataset, amounts: Sequence[float], 
         out[name] = [evaluate(magnitude_prune(model, a, layers=name), data.X_val,
                               data.y_val)["accuracy"] for a in amounts]
     return out
-
-
-# --- sweeps behind the notebooks' sliders -------------------------------------
-
-REG_LAMBDAS = (1e-5, 10 ** -4.5, 1e-4, 10 ** -3.5, 1e-3)  # log-spaced: the λ slider's stops
-NEAR_ZERO = 1e-3  # |w| below this counts as "near zero"
-
-
-def regularised_model(data: Dataset, penalty: str, lam: float, *, seed: int = 0,
-                      progress: bool = False) -> tuple[MLP, dict]:
-    """Return ``(net, record)``: the baseline MLP trained with ``BASELINE_RECIPE``
-    plus an L1 or L2 penalty of weight ``lam`` >= 0; cached on disk."""
-    check_choice("penalty", penalty, ("l1", "l2"))
-    lam = check_float("lam", lam, 0.0)
-    recipe = {**BASELINE_RECIPE, "penalty": penalty if lam else None, "lam": lam}
-    config = {"model": baseline_mlp(seed=seed).config, "data": data.fingerprint,
-              "recipe": recipe, "seed": seed}
-
-    def fit(m):
-        return final_record(m, data, train(m, data, seed=seed, progress=progress, **recipe))
-
-    return load_or_train("regularised", config, lambda: baseline_mlp(seed=seed), fit)
-
-
-def regularisation_sweep(data: Dataset, penalty: str, lams: Sequence[float] = REG_LAMBDAS, *,
-                         seed: int = 0, near_zero: float = NEAR_ZERO) -> list[dict]:
-    """Train (or load) one regularised MLP per λ; return one row per λ:
-    ``lam``, ``accuracy`` (test), ``val_accuracy``, ``near_zero`` (share of fc1
-    weights with ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU)."""
-    check_float("near_zero", near_zero, 0.0, low_open=True)
-    rows = []
-    for lam in lams:
-        net, rec = regularised_model(data, penalty, lam, seed=seed)
-        w = net.fc1.weight.detach().cpu()
-        rows.append({"lam": float(lam), "accuracy": rec["test_accuracy"],
-                     "val_accuracy": rec["history"][-1]["val_accuracy"],
-                     "near_zero": (w.abs() < near_zero).float().mean().item(), "weights": w})
-    return rows
-
-
-def amount_point(model: nn.Module, data: Dataset, amount: float, *,
-                 layers: Sequence[str] | str = ("fc1",), finetune_epochs: int = 3,
-                 lr: float = 5e-4, seed: int = 0) -> dict:
-    """Prune a copy of ``model`` by ``amount``; return ``amount``, ``accuracy``
-    (right after pruning), ``accuracy_finetuned`` (after ``finetune_epochs`` >= 1
-    with the masks kept) and ``surviving`` (the non-zero weights of the first
-    named layer after fine-tuning, on the CPU)."""
-    check_int("finetune_epochs", finetune_epochs, 1)
-    first = next(iter(_layers(model, layers)))
-    pruned = magnitude_prune(model, amount, layers=layers)
-    acc = evaluate(pruned, data.X_test, data.y_test)["accuracy"]
-    train(pruned, data, epochs=finetune_epochs, lr=lr, seed=seed, progress=False,
-          evaluate_each_epoch=False)
-    w = getattr(pruned, first).weight.detach().cpu()
-    return {"amount": float(amount), "accuracy": acc,
-            "accuracy_finetuned": evaluate(pruned, data.X_test, data.y_test)["accuracy"],
-            "surviving": w[w != 0]}
-
-
-def amount_sweep(model: nn.Module, data: Dataset, amounts: Sequence[float], **kwargs) -> list[dict]:
-    """:func:`amount_point` for each of ``amounts`` (same keyword arguments)."""
-    return [amount_point(model, data, a, **kwargs) for a in amounts]
 
 
 # --- lottery tickets (Frankle & Carbin 2019, arXiv:1803.03635) -----------------

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pruning import make_permanent
+from .models import make_permanent
 
 
 class Int8Linear(nn.Module):
@@ -65,4 +65,3 @@ def max_rounding_error(model: nn.Module, quantized: nn.Module) -> float:
         if isinstance(m, Int8Linear):
             worst = max(worst, (ref[name].weight.detach() - m.weight).abs().max().item())
     return worst
-

@@ -2,7 +2,7 @@
 
 One run on 1,000 test images has a standard error of about 0.7 accuracy
 points, so the kit reports every headline figure as mean ± standard deviation
-over several seeds (``checkpoints.SEEDS``), and calls a difference real only
+over several seeds (``experiments.SEEDS``), and calls a difference real only
 when its mean is larger than its spread.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ weights of the linear and convolutional layers:
 
 Data stay in memory; each step takes an index slice (see ``data.batches``).
 Under a fixed ``seed`` the shuffling, and so the result, repeats exactly on the
-same machine.
+same machine. ``get_device`` picks where models run (CUDA, then MPS, then CPU).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._util import check_choice, check_float, check_int, get_device, refresh_pruned_weights_
+from ._util import check_choice, check_float, check_int, refresh_pruned_weights_
 from .data import Dataset, batches
 from .models import MLPStack
 
@@ -28,6 +28,18 @@ OPTIMIZERS = ("sgd", "adam")
 EVAL_BATCH = 250  # rows per forward pass when evaluating: bounds the CNN's activation memory
 PENALTIES = (None, "l1", "l2")
 SCHEDULES = (None, "cosine")
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return the device to use: ``prefer`` if given, else CUDA, then MPS, then CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:

@@ -19,8 +19,8 @@ from torch import nn
 from . import plots
 from .data import Dataset
 from .distillation import entropy, soft_targets
+from .experiments import AMOUNT_FINETUNE_EPOCHS, FINETUNE, NEAR_ZERO, amount_point, nearest_row
 from .training import logits_of
-from .pruning import NEAR_ZERO, amount_point
 
 
 class _Explorer(widgets.VBox):
@@ -57,7 +57,7 @@ class _Explorer(widgets.VBox):
 
 class LambdaExplorer(_Explorer):
     """Choose L1 or L2 and λ (log slider); see fc1's histogram, accuracy and
-    near-zero share, from precomputed ``pruning.regularisation_sweep`` rows."""
+    near-zero share, from precomputed ``experiments.regularisation_sweep`` rows."""
 
     def __init__(self, sweeps: Mapping[str, Sequence[Mapping]], *, reference=None,
                  near_zero: float = NEAR_ZERO):
@@ -76,7 +76,7 @@ class LambdaExplorer(_Explorer):
 
     def update(self, change=None) -> None:
         rows = self.sweeps[self.penalty.value]
-        self.row = plots.nearest_row(rows, "lam", self.lam.value, log=True)
+        self.row = nearest_row(rows, "lam", self.lam.value, log=True)
         fig = plots.regularisation_view(rows, self.row["lam"], label=self.penalty.value.upper(),
                                         near_zero=self.near_zero, reference=self.reference)
         self._show(fig, f"<b>{self.penalty.value.upper()}, λ = {self.row['lam']:.0e}</b>: "
@@ -90,13 +90,14 @@ class AmountExplorer(_Explorer):
 
     The point under the slider is computed when the slider stops (prune,
     evaluate, fine-tune briefly: well under a second) and memoised; ``grid``
-    (rows of ``pruning.amount_sweep``) draws the curves.
+    (rows of ``experiments.amount_sweep``) draws the curves.
     """
 
     def __init__(self, model: nn.Module, data: Dataset, grid: Sequence[Mapping], *,
-                 layers=("fc1",), finetune_epochs: int = 3, lr: float = 5e-4, value: float = 0.9):
+                 layers=("fc1",), finetune_epochs: int = AMOUNT_FINETUNE_EPOCHS,
+                 lr: float = FINETUNE["lr"], value: float = 0.9):
         if not grid:
-            raise ValueError("grid must hold at least one row of pruning.amount_sweep")
+            raise ValueError("grid must hold at least one row of experiments.amount_sweep")
         self.model, self.data, self.grid, self.layers = model, data, grid, layers
         self.finetune = {"finetune_epochs": finetune_epochs, "lr": lr}
         self._memo = {round(r["amount"], 4): r for r in grid}
@@ -153,7 +154,7 @@ class TemperatureExplorer(_Explorer):
 
 
 class DistillationExplorer(_Explorer):
-    """Choose T and α among precomputed students (``distillation.distillation_grid``
+    """Choose T and α among precomputed students (``experiments.distillation_grid``
     rows); see the accuracy grid and the chosen student's training curve."""
 
     def __init__(self, rows: Sequence[Mapping], *, scratch: Mapping | None = None,

@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: an isolated cache per test, the embedded data
-loaded once, small datasets cut from it, and model-state comparisons.
+loaded once, small datasets cut from it, a small trained teacher, IDX files
+written by hand, model-state comparisons and a free local port.
 
 Test files import the plain helpers with ``from conftest import ...``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import socket
 import struct
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import torch
 
 import helpers.data as hdata
 from helpers.data import Dataset
+from helpers.models import mlp
+from helpers.training import train
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 
@@ -97,6 +101,13 @@ def close_state(a: dict, b: dict, atol: float = 1e-6) -> bool:
     return list(a) == list(b) and all(torch.allclose(a[k], b[k], rtol=0, atol=atol) for k in a)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_thread_torch():
     """Run torch on one intra-op thread during the tests.
@@ -156,3 +167,17 @@ def warm_embedded_cache(embedded_cache_file, isolated_cache):
     dst = isolated_cache / src.name
     shutil.copyfile(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def small(embedded):
+    """300 training images, 200 validation and 200 test, for distillation tests. Read-only."""
+    return subset(embedded, 300, 200, "distill-subset")
+
+
+@pytest.fixture(scope="session")
+def teacher(small):
+    """A tiny MLP teacher (784-16-10) trained one epoch on ``small``. Read-only."""
+    net = mlp(16, seed=1)
+    train(net, small, epochs=1, progress=False, evaluate_each_epoch=False, device="cpu")
+    return net

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -54,12 +55,6 @@ def _need_browser():
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
@@ -83,7 +78,7 @@ def jupyterlab(tmp: Path, notebooks: list[Path], *, widgets_disabled: bool = Fal
     page_config = {"disabledExtensions": {"@jupyter-widgets/jupyterlab-manager": True}} \
         if widgets_disabled else {}
     _write_json(config / "labconfig" / "page_config.json", page_config)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config)}
     env.pop("KIT_CACHE_DIR", None)  # the kit's own cache, shared with nbval's run
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",

@@ -1,4 +1,5 @@
-"""Tests for helpers.checkpoints: the trained-model cache and the shared baseline."""
+"""Tests for helpers.checkpoints (the trained-model cache) and the shared
+baseline of helpers.experiments: what every cached model's key depends on."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import helpers.checkpoints as hc
-import helpers.distillation as hd
-import helpers.pruning as hp
-from helpers.checkpoints import (FORMAT, SEEDS, checkpoint_path, config_key, final_record,
-                                 get_baseline, get_baselines, load_or_train, model_fingerprint)
-from helpers.distillation import get_student, without_class
+import helpers.experiments as ex
+from helpers.checkpoints import (FORMAT, checkpoint_path, config_key, final_record, load_or_train,
+                                 model_fingerprint)
+from helpers.distillation import without_class
+from helpers.experiments import SEEDS, get_baseline, get_baselines, get_student
 from helpers.models import mlp
 from helpers.training import evaluate
 
@@ -273,9 +273,8 @@ def recorded_keys(monkeypatch):
         seen.append((name, config))
         return build(), {"cached": True}
 
-    for module in (hc, hp):
-        monkeypatch.setattr(module, "load_or_train", fake)
-    monkeypatch.setattr(hd, "load_checkpoint", fake_load)
+    monkeypatch.setattr(ex, "load_or_train", fake)
+    monkeypatch.setattr(ex, "load_checkpoint", fake_load)
     return seen
 
 
@@ -283,10 +282,10 @@ def _all_keys(data, teacher, seen) -> dict:
     """The checkpoint key of every cached model the kit trains on ``data``."""
     seen.clear()
     get_baseline(data, device="cpu")
-    hc.get_teacher(data, device="cpu")
+    ex.get_teacher(data, device="cpu")
     get_student(data, alpha=0.0, recipe={"hidden": 8, "epochs": 1})
     get_student(data, alpha=0.9, teacher=teacher, recipe={"hidden": 8, "epochs": 1})
-    hp.regularised_model(data, "l1", 1e-4)
+    ex.regularised_model(data, "l1", 1e-4)
     assert [c["data"] for _, c in seen] == [data.fingerprint] * 5
     return {f"{name}{i}": config_key(c) for i, (name, c) in enumerate(seen)}
 

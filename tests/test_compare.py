@@ -10,9 +10,10 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers import compare, distillation, metrics, plots, pruning, stats
+from helpers import experiments as ex
 from helpers.experiments import FINETUNE, GRADUAL, KD, PRUNE_AMOUNT, SFP, STRUCTURED_KEEP
-from helpers.models import baseline_mlp, mlp, small_cnn
-from helpers.pruning import magnitude_prune, make_permanent, remove_neurons
+from helpers.models import baseline_mlp, make_permanent, mlp, small_cnn
+from helpers.pruning import magnitude_prune, remove_neurons
 from helpers.training import evaluate
 from helpers.quantization import Int8Linear, max_rounding_error, quantize_int8
 
@@ -128,7 +129,7 @@ def test_measure_gives_counts_sizes_and_latency_with_iqr():
     assert row["nonzero"] == row["params"] - round(0.5 * 784 * 8)
     assert row["raw_kb"] == metrics.file_sizes(m)["raw"] / 1000  # KB = 1000 bytes
     assert row["macs"] == 784 * 8 + 8 * 10 and row["threads"] == 1
-    for b in compare.LATENCY_BATCHES:
+    for b in ex.LATENCY_BATCHES:
         assert row[f"latency_b{b}_ms"] > 0 and row[f"latency_b{b}_iqr_ms"] >= 0
     assert "latency_b1_ms" not in compare.measure("b", m, latency=False)
     with pytest.raises(ValueError, match="threads"):
@@ -153,21 +154,21 @@ def _fake_training(monkeypatch, calls):
         calls.append(("gradual", {"final": final, "seed": seed, **kw}))
         return magnitude_prune(base, final), []
 
-    monkeypatch.setattr(compare, "train", fake_train)
+    monkeypatch.setattr(ex, "train", fake_train)
     monkeypatch.setattr(distillation, "distill", fake_distill)
     monkeypatch.setattr(pruning, "soft_filter_prune", fake_sfp)
     monkeypatch.setattr(pruning, "gradual_prune", fake_gradual)
-    monkeypatch.setattr(compare, "get_baseline", lambda data, seed: (baseline_mlp(seed=seed), {}))
-    monkeypatch.setattr(compare, "get_teacher_ensemble", lambda data: (mlp(16, seed=99), []))
-    monkeypatch.setattr(distillation, "get_student",
+    monkeypatch.setattr(ex, "get_baseline", lambda data, seed: (baseline_mlp(seed=seed), {}))
+    monkeypatch.setattr(ex, "get_teacher_ensemble", lambda data: (mlp(16, seed=99), []))
+    monkeypatch.setattr(ex, "get_student",
                         lambda data, seed, teacher, **kw: (mlp(64, seed=seed), {}))
 
 
 def test_build_models_uses_the_recipes_and_equal_budgets(embedded, monkeypatch):
     calls = []
     _fake_training(monkeypatch, calls)
-    models = compare.build_models(embedded, seed=3, teacher=mlp(16, seed=99))
-    assert tuple(models) == compare.NAMES[:-1]
+    models = ex.build_models(embedded, seed=3, teacher=mlp(16, seed=99))
+    assert tuple(models) == ex.NAMES[:-1]
     base = baseline_mlp(seed=3)
     assert torch.equal(models["dense baseline 784-128-10"].fc1.weight, base.fc1.weight)
     assert pruning.sparsity(models["unstructured 90% of fc1, mask removed"])["fc1"] == \
@@ -190,14 +191,14 @@ def test_build_models_uses_the_recipes_and_equal_budgets(embedded, monkeypatch):
 
 def test_comparison_reports_mean_and_std_over_seeds(embedded, monkeypatch):
     def fake_build(data, *, seed, teacher, teacher_logits):
-        return {name: mlp(8, seed=10 * seed + i) for i, name in enumerate(compare.NAMES[:-1])}
+        return {name: mlp(8, seed=10 * seed + i) for i, name in enumerate(ex.NAMES[:-1])}
 
     teacher = mlp(16, seed=99)
     monkeypatch.setattr(compare, "build_models", fake_build)
     monkeypatch.setattr(compare, "get_teacher_ensemble", lambda data: (teacher, []))
     rows, models, acc = compare.comparison(embedded, seeds=(0, 1, 2), latency=False)
-    assert [r["model"] for r in rows] == list(compare.NAMES)
-    for i, name in enumerate(compare.NAMES[:-1]):
+    assert [r["model"] for r in rows] == list(ex.NAMES)
+    for i, name in enumerate(ex.NAMES[:-1]):
         ref = [_acc(mlp(8, seed=10 * s + i), embedded) for s in (0, 1, 2)]
         assert acc[name] == ref
         m, sd = stats.mean_std(ref)
@@ -235,9 +236,9 @@ def test_table_and_csv(tmp_path):
 
 
 def test_sparsity_curves_time_both_kinds(embedded, monkeypatch):
-    monkeypatch.setattr(compare, "train", lambda model, data, **kw: [])  # no fine-tuning
+    monkeypatch.setattr(ex, "train", lambda model, data, **kw: [])  # no fine-tuning
     base = mlp(16, seed=0)
-    rows = compare.sparsity_curves(base, embedded, [0.5, 0.75], threads=1, min_run_time=0.01)
+    rows = ex.sparsity_curves(base, embedded, [0.5, 0.75], threads=1, min_run_time=0.01)
     assert [r["amount"] for r in rows] == [0.5, 0.75]
     for r in rows:
         un = make_permanent(magnitude_prune(base, r["amount"]))

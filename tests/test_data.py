@@ -17,7 +17,7 @@ import helpers.data as hdata
 from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
                           stratified_split)
 
-from conftest import write_fake_idx_set
+from conftest import free_port, write_fake_idx_set
 
 # Written out by hand (not taken from helpers) so that the test is independent.
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -284,12 +284,6 @@ def test_torchvision_path_reads_local_idx_files(tmp_path, name, folder, classes)
 
 # --- offline behaviour ----------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def no_proxy(monkeypatch):
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
@@ -302,7 +296,7 @@ def no_proxy(monkeypatch):
 def test_offline_closed_port_raises_and_leaves_no_files(tmp_path, monkeypatch, no_proxy):
     import torchvision
 
-    port = _free_port()
+    port = free_port()
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
     root = tmp_path / "tv"
     with pytest.raises(DatasetUnavailableError) as info:

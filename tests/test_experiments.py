@@ -1,14 +1,22 @@
-"""Tests for helpers.experiments: each per-seed run equals the steps done by hand."""
+"""Tests for helpers.experiments: each per-seed run equals the steps done by
+hand; the regularisation sweep equals its cached models."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from helpers import experiments as ex
 from helpers import pruning
+from helpers.experiments import NEAR_ZERO, regularisation_sweep, regularised_model
 from helpers.models import baseline_mlp
 from helpers.training import evaluate, train
 
 from conftest import subset
+
+
+@pytest.fixture(scope="module")
+def tiny(embedded):
+    return subset(embedded, 256, 200, "tiny")
 
 
 @pytest.fixture
@@ -37,5 +45,22 @@ def test_prune_then_finetune_runs_equal_the_steps_by_hand(small, kind):
                else pruning.remove_neurons(base, ex.STRUCTURED_KEEP))
         assert runs["baseline"][i] == rec["test_accuracy"]
         assert runs["pruned"][i] == evaluate(net, data.X_test, data.y_test)["accuracy"]
-        train(net, data, seed=seed, **{**pruning.FINETUNE, "epochs": 1})
+        train(net, data, seed=seed, **{**ex.FINETUNE, "epochs": 1})
         assert runs["finetuned"][i] == evaluate(net, data.X_test, data.y_test)["accuracy"]
+
+
+def test_regularisation_sweep_rows_match_the_cached_models(tiny):
+    lams = [1e-4, 1e-3]
+    rows = regularisation_sweep(tiny, "l1", lams)
+    assert [r["lam"] for r in rows] == lams
+    for r in rows:
+        w = r["weights"]
+        assert w.device.type == "cpu" and tuple(w.shape) == (128, 784)
+        by_hand = sum(1 for v in w.flatten().tolist() if abs(v) < NEAR_ZERO) / w.numel()
+        assert r["near_zero"] == pytest.approx(by_hand, abs=1e-6)  # one weight: 1e-5
+        net, rec = regularised_model(tiny, "l1", r["lam"])
+        assert rec["cached"] is True
+        assert torch.equal(net.fc1.weight.detach().cpu(), w)
+        assert r["accuracy"] == evaluate(net, tiny.X_test, tiny.y_test)["accuracy"]
+        assert r["val_accuracy"] == evaluate(net, tiny.X_val, tiny.y_val)["accuracy"]
+    assert not torch.equal(rows[0]["weights"], rows[1]["weights"])

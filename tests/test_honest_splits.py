@@ -12,10 +12,10 @@ import dataclasses
 import pytest
 import torch
 
-import helpers.checkpoints as hc
 import helpers.data as hdata
-from helpers.distillation import choose_T_alpha, distill, distillation_grid
-from helpers.experiments import choose_l1_threshold
+import helpers.experiments as ex
+from helpers.distillation import distill
+from helpers.experiments import choose_l1_threshold, choose_T_alpha, distillation_grid
 from helpers.models import mlp
 from helpers.pruning import iterative_prune, sensitivity_scan
 from helpers.training import evaluate, train
@@ -145,14 +145,14 @@ def test_sensitivity_scan_is_the_same_with_scrambled_test_labels(embedded, train
 
 
 def test_choose_l1_threshold_decides_the_same_with_scrambled_test_labels(embedded, monkeypatch):
-    monkeypatch.setitem(hc.BASELINE_RECIPE, "epochs", 2)  # shared by baseline and L1 models
+    monkeypatch.setitem(ex.BASELINE_RECIPE, "epochs", 2)  # shared by baseline and L1 models
     lams, thresholds = (1e-4, 1e-3), (0.005, 0.02)
     got = choose_l1_threshold(embedded, lams, thresholds, tolerance=0.01, seed=0)
     again = choose_l1_threshold(scrambled_test(embedded), lams, thresholds, tolerance=0.01,
                                 seed=0)
     assert got == again
     # and the choice is what the rule says, read off the validation rows by hand
-    base, _ = hc.get_baseline(embedded)
+    base, _ = ex.get_baseline(embedded)
     floor = evaluate(base, embedded.X_val, embedded.y_val)["accuracy"] - 0.01
     ok = [r for r in got["rows"] if r["val_accuracy"] >= floor - 1e-9]
     best = max(ok, key=lambda r: (r["sparsity"], r["val_accuracy"]))

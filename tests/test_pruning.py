@@ -1,6 +1,8 @@
 """Tests for helpers.pruning: exact sparsity, masks against torch.nn.utils.prune,
 structured shrinking, the rollback loop, the cubic schedule, soft and gradual
-pruning, sensitivity, the regularisation sweep, untouched inputs and argument checks."""
+pruning, sensitivity, untouched inputs and argument checks (and the amount
+slider's point and the regularised models of helpers.experiments, which share
+the pruning's checks and its untouched-input guarantee)."""
 from __future__ import annotations
 
 import copy
@@ -12,13 +14,13 @@ from torch import nn
 from torch.nn.utils import prune
 
 import helpers.pruning as hp
-from helpers.models import mlp
+from helpers.experiments import amount_point, regularised_model
+from helpers.models import clone, make_permanent, make_permanent_, mlp
 from helpers.quantization import quantize_int8
-from helpers.pruning import (NEAR_ZERO, alive_neurons, amount_point, cubic_sparsity,
-                             gradual_prune, iterative_prune, magnitude_prune, magnitude_prune_,
-                             make_permanent, make_permanent_, neuron_prune, regularisation_sweep,
-                             regularised_model, remove_neurons, sensitivity_scan, shrink,
-                             rewind, soft_filter_prune, sparsity, threshold_prune)
+from helpers.pruning import (alive_neurons, cubic_sparsity, gradual_prune, iterative_prune,
+                             magnitude_prune, magnitude_prune_, neuron_prune, remove_neurons,
+                             rewind, sensitivity_scan, shrink, soft_filter_prune, sparsity,
+                             threshold_prune)
 from helpers.training import evaluate, train
 
 from conftest import same_state, state, subset, synthetic
@@ -181,7 +183,7 @@ def _fresh_then_scan(m):
 
 def _fresh_then_clone(m):
     p = magnitude_prune(m, 0.5)
-    q = hp.clone(p)
+    q = clone(p)
     assert same_state(q.state_dict(), p.state_dict())
     with torch.no_grad():
         q.fc1.weight_orig.add_(1.0)
@@ -559,7 +561,7 @@ def test_masked_pruning_is_reversible():
     assert same_state(restored.state_dict(), m.state_dict())
 
 
-# --- sensitivity scan and the regularisation sweep ------------------------------------
+# --- sensitivity scan -----------------------------------------------------------------
 
 def test_sensitivity_scan_one_accuracy_per_amount_per_layer(trained, tiny):
     amounts = [0.0, 0.5, 0.95]
@@ -581,23 +583,6 @@ def test_sensitivity_scan_one_accuracy_per_amount_per_layer(trained, tiny):
     assert out["fc1"][2] < base
     assert list(sensitivity_scan(trained, tiny, [0.0], layers="fc2")) == ["fc2"]
     assert same_state(trained.state_dict(), before)
-
-
-def test_regularisation_sweep_rows_match_the_cached_models(tiny):
-    lams = [1e-4, 1e-3]
-    rows = regularisation_sweep(tiny, "l1", lams)
-    assert [r["lam"] for r in rows] == lams
-    for r in rows:
-        w = r["weights"]
-        assert w.device.type == "cpu" and tuple(w.shape) == (128, 784)
-        by_hand = sum(1 for v in w.flatten().tolist() if abs(v) < NEAR_ZERO) / w.numel()
-        assert r["near_zero"] == pytest.approx(by_hand, abs=1e-6)  # one weight: 1e-5
-        net, rec = regularised_model(tiny, "l1", r["lam"])
-        assert rec["cached"] is True
-        assert torch.equal(net.fc1.weight.detach().cpu(), w)
-        assert r["accuracy"] == evaluate(net, tiny.X_test, tiny.y_test)["accuracy"]
-        assert r["val_accuracy"] == evaluate(net, tiny.X_val, tiny.y_val)["accuracy"]
-    assert not torch.equal(rows[0]["weights"], rows[1]["weights"])
 
 
 # --- 6. the input model is never changed ------------------------------------------------

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.models import MLPStack, baseline_mlp, mlp, small_cnn
-from helpers.training import best_epoch, evaluate, train, weight_penalty
+from helpers.training import best_epoch, evaluate, get_device, train, weight_penalty
 
 from conftest import state, subset, synthetic
 
@@ -279,3 +279,24 @@ def test_a_stack_needs_one_seed_per_member_and_no_per_model_extras(embedded):
             train(stack, data, epochs=1, seed=bad)
     with pytest.raises(ValueError, match="MLPStack"):
         train(stack, data, epochs=1, seed=[0, 1], keep_best=True)
+
+
+# --- get_device ---------------------------------------------------------------------
+
+def _accelerator_present() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or (mps is not None and mps.is_available())
+
+
+@pytest.mark.skipif(_accelerator_present(), reason="a GPU is present: the default is not CPU")
+def test_get_device_defaults_to_cpu_without_accelerator():
+    assert get_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("prefer, want", [
+    ("cpu", torch.device("cpu")),
+    ("meta", torch.device("meta")),
+    (torch.device("cpu"), torch.device("cpu")),
+])
+def test_get_device_honours_prefer(prefer, want):
+    assert get_device(prefer) == want

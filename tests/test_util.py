@@ -10,7 +10,7 @@ import torch
 
 import helpers._util as util
 from helpers._util import (atomic_torch_save, atomic_write_bytes, cache_dir, check_choice,
-                           check_float, check_int, get_device, seeded)
+                           check_float, check_int, seeded)
 
 
 # --- check_int -------------------------------------------------------------------
@@ -165,26 +165,7 @@ def test_seeded_restores_state_after_an_exception():
     assert torch.equal(torch.get_rng_state(), before)
 
 
-# --- get_device / cache_dir ---------------------------------------------------------
-
-def _accelerator_present() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return torch.cuda.is_available() or (mps is not None and mps.is_available())
-
-
-@pytest.mark.skipif(_accelerator_present(), reason="a GPU is present: the default is not CPU")
-def test_get_device_defaults_to_cpu_without_accelerator():
-    assert get_device() == torch.device("cpu")
-
-
-@pytest.mark.parametrize("prefer, want", [
-    ("cpu", torch.device("cpu")),
-    ("meta", torch.device("meta")),
-    (torch.device("cpu"), torch.device("cpu")),
-])
-def test_get_device_honours_prefer(prefer, want):
-    assert get_device(prefer) == want
-
+# --- cache_dir ---------------------------------------------------------------------
 
 def test_cache_dir_honours_env_and_creates_it(tmp_path, monkeypatch):
     target = tmp_path / "deep" / "cache"

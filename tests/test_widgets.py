@@ -1,5 +1,5 @@
 """Tests for helpers.widgets and the plot helpers behind them: setting a slider
-updates the row, the summary and the figure; nearest_row; the two views."""
+updates the row, the summary and the figure; experiments.nearest_row; the two views."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,9 @@ from matplotlib.figure import Figure
 
 import helpers.widgets as hw
 from helpers import plots
+from helpers.experiments import amount_sweep, nearest_row
 from helpers.models import mlp
-from helpers.pruning import amount_sweep, magnitude_prune
+from helpers.pruning import magnitude_prune
 from helpers.training import evaluate, train
 from helpers.widgets import AmountExplorer, LambdaExplorer
 
@@ -23,7 +24,7 @@ L2_LAMS = [1e-5, 10 ** -4.5, 1e-4, 10 ** -3.5, 1e-3]
 
 
 def fake_rows(lams, acc0, seed):
-    """Sweep rows as ``pruning.regularisation_sweep`` makes them, without training."""
+    """Sweep rows as ``experiments.regularisation_sweep`` makes them, without training."""
     g = torch.Generator().manual_seed(seed)
     return [{"lam": lam, "accuracy": acc0 - 0.013 * i, "near_zero": 0.07 + 0.11 * i,
              "weights": torch.randn(8, 20, generator=g) * 10 ** (-i / 2)}
@@ -51,34 +52,34 @@ def sweeps():
     return {"l1": fake_rows(L1_LAMS, 0.95, seed=0), "l2": fake_rows(L2_LAMS, 0.90, seed=1)}
 
 
-# --- plots.nearest_row ----------------------------------------------------------------
+# --- experiments.nearest_row ----------------------------------------------------------------
 
 def test_nearest_row_linear_and_log():
     rows = [{"x": 1.0, "id": "a"}, {"x": 10.0, "id": "b"}, {"x": 100.0, "id": "c"}]
     # 4 is nearer 1 on a line (3 < 6) but nearer 10 on a log scale (log 2.5 < log 4)
-    assert plots.nearest_row(rows, "x", 4.0)["id"] == "a"
-    assert plots.nearest_row(rows, "x", 4.0, log=True)["id"] == "b"
+    assert nearest_row(rows, "x", 4.0)["id"] == "a"
+    assert nearest_row(rows, "x", 4.0, log=True)["id"] == "b"
     # 40 is nearer 10 on a line (30 < 60) but nearer 100 on a log scale (log 2.5 < log 4)
-    assert plots.nearest_row(rows, "x", 40.0)["id"] == "b"
-    assert plots.nearest_row(rows, "x", 40.0, log=True)["id"] == "c"
-    assert plots.nearest_row(rows, "x", 1e9, log=True)["id"] == "c"
-    assert plots.nearest_row(rows, "x", -5.0)["id"] == "a"
-    assert plots.nearest_row(rows, "x", 10.0, log=True) is rows[1]
+    assert nearest_row(rows, "x", 40.0)["id"] == "b"
+    assert nearest_row(rows, "x", 40.0, log=True)["id"] == "c"
+    assert nearest_row(rows, "x", 1e9, log=True)["id"] == "c"
+    assert nearest_row(rows, "x", -5.0)["id"] == "a"
+    assert nearest_row(rows, "x", 10.0, log=True) is rows[1]
 
 
 def test_nearest_row_rejects_empty_rows():
     with pytest.raises(ValueError, match=r"^rows\b"):
-        plots.nearest_row([], "x", 1.0)
+        nearest_row([], "x", 1.0)
     with pytest.raises(ValueError, match=r"^rows\b"):
-        plots.nearest_row([], "x", 1.0, log=True)
+        nearest_row([], "x", 1.0, log=True)
 
 
 @pytest.mark.parametrize("value", [0.0, -1e-3])
 def test_nearest_row_rejects_non_positive_value_on_log_scale(value):
     rows = [{"lam": 1e-4}, {"lam": 1e-3}]
     with pytest.raises(ValueError, match=r"^lam\b"):
-        plots.nearest_row(rows, "lam", value, log=True)
-    assert plots.nearest_row(rows, "lam", value) is rows[0]  # fine on a line
+        nearest_row(rows, "lam", value, log=True)
+    assert nearest_row(rows, "lam", value) is rows[0]  # fine on a line
 
 
 # --- the views ---------------------------------------------------------------------------
