@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import training
 from ._util import check_float, check_int
 from .data import Dataset
-from .training import get_device, logits_of, train
 
 
 def _check_T(T) -> float:
@@ -95,9 +95,9 @@ def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float =
     """
     T = _check_T(T)
     alpha = check_float("alpha", alpha, 0.0, 1.0)
-    device = get_device(train_kwargs.pop("device", None))
+    device = training.get_device(train_kwargs.pop("device", None))
     if logits is None:
-        logits = logits_of(teacher, data.X_train)  # on the teacher's device; not moved
+        logits = training.logits_of(teacher, data.X_train)  # on the teacher's device; not moved
     if logits.shape[0] != len(data.X_train):
         raise ValueError(f"logits must have one row per training sample ({len(data.X_train)}), "
                          f"got {logits.shape[0]}")
@@ -106,8 +106,9 @@ def distill(student: nn.Module, teacher: nn.Module, data: Dataset, *, T: float =
     def kd_loss(model, xb, yb, idx):
         return distillation_loss(model(xb), targets[idx], yb, T=T, alpha=alpha)
 
-    return train(student, data, epochs=epochs, lr=lr, optimizer="adam", batch_size=batch_size,
-                 seed=seed, progress=progress, loss_fn=kd_loss, device=device, **train_kwargs)
+    return training.train(student, data, epochs=epochs, lr=lr, optimizer="adam",
+                          batch_size=batch_size, seed=seed, progress=progress, loss_fn=kd_loss,
+                          device=device, **train_kwargs)
 
 
 # --- Hinton's omitted-digit experiment ---------------------------------------
@@ -135,7 +136,7 @@ def bias_for_prior(model: nn.Module, X: torch.Tensor, cls: int, prior: float, *,
     check_int("cls", cls, 0)
     prior = check_float("prior", prior, 0.0, 1.0, low_open=True, high_open=True)
     check_int("iters", iters, 1)
-    z = logits_of(model, X)
+    z = training.logits_of(model, X)
     if cls >= z.shape[1]:
         raise ValueError(f"cls must be < {z.shape[1]} (the number of classes), got {cls}")
     lo, hi = -50.0, 50.0
@@ -176,4 +177,4 @@ def class_recall(model: nn.Module, X: torch.Tensor, y: torch.Tensor, cls: int) -
     sel = y == cls
     if not bool(sel.any()):
         raise ValueError(f"y must contain class {cls}, it does not")
-    return (logits_of(model, X[sel]).argmax(1) == cls).float().mean().item()
+    return (training.logits_of(model, X[sel]).argmax(1) == cls).float().mean().item()
