@@ -460,32 +460,37 @@ def l1_vs_magnitude_runs(data: Dataset, lam: float, threshold: float,
     return out
 
 
+def _same_budget_runs(data: Dataset, seeds: Sequence[int], recipe: dict, soft, hard,
+                      names: tuple[str, str], final=lambda m: m) -> dict[str, list[float]]:
+    """For each seed's baseline: ``soft(base, data, seed=s, **recipe)`` (a soft
+    method that trains as it prunes) against ``hard(base)`` (pruned at once)
+    fine-tuned for the same epochs at the same rate; the test accuracy of
+    ``final`` of each, under ``names`` (soft first)."""
+    out = {names[0]: [], names[1]: []}
+    for s in seeds:
+        base, _ = get_baseline(data, seed=s)
+        soft_net, _ = soft(base, data, seed=s, **recipe)
+        hard_net = _finetune(hard(base), data, s, epochs=recipe["epochs"], lr=recipe["lr"],
+                             **_NO_CHOICE)
+        out[names[0]].append(_test(final(soft_net), data))
+        out[names[1]].append(_test(final(hard_net), data))
+    return out
+
+
 def sfp_vs_hard_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict[str, list[float]]:
     """Soft Filter Pruning vs hard neuron pruning plus fine-tuning, same
     sparsity and epochs (:data:`SFP`), both shrunk: ``{"sfp", "hard"}``."""
-    out = {"sfp": [], "hard": []}
-    for s in seeds:
-        base, _ = get_baseline(data, seed=s)
-        sfp, _ = pruning.soft_filter_prune(base, data, seed=s, **SFP)
-        hard = _finetune(pruning.neuron_prune(base, SFP["amount"]), data, s,
-                         epochs=SFP["epochs"], lr=SFP["lr"], **_NO_CHOICE)
-        out["sfp"].append(_test(pruning.shrink(sfp), data))
-        out["hard"].append(_test(pruning.shrink(hard), data))
-    return out
+    return _same_budget_runs(data, seeds, SFP, pruning.soft_filter_prune,
+                             lambda b: pruning.neuron_prune(b, SFP["amount"]), ("sfp", "hard"),
+                             final=pruning.shrink)
 
 
 def gradual_vs_oneshot_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict[str, list[float]]:
     """Gradual pruning (cubic schedule) vs one-shot pruning plus fine-tuning,
     same final sparsity and epochs (:data:`GRADUAL`): ``{"gradual", "one_shot"}``."""
-    out = {"gradual": [], "one_shot": []}
-    for s in seeds:
-        base, _ = get_baseline(data, seed=s)
-        gradual, _ = pruning.gradual_prune(base, data, seed=s, **GRADUAL)
-        one = _finetune(pruning.magnitude_prune(base, GRADUAL["final"]), data, s,
-                        epochs=GRADUAL["epochs"], lr=GRADUAL["lr"], **_NO_CHOICE)
-        out["gradual"].append(_test(gradual, data))
-        out["one_shot"].append(_test(one, data))
-    return out
+    return _same_budget_runs(data, seeds, GRADUAL, pruning.gradual_prune,
+                             lambda b: pruning.magnitude_prune(b, GRADUAL["final"]),
+                             ("gradual", "one_shot"))
 
 
 def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,

@@ -64,3 +64,31 @@ def test_regularisation_sweep_rows_match_the_cached_models(tiny):
         assert r["accuracy"] == evaluate(net, tiny.X_test, tiny.y_test)["accuracy"]
         assert r["val_accuracy"] == evaluate(net, tiny.X_val, tiny.y_val)["accuracy"]
     assert not torch.equal(rows[0]["weights"], rows[1]["weights"])
+
+
+@pytest.mark.parametrize("kind", ["sfp", "gradual"])
+def test_same_budget_runs_equal_the_steps_by_hand(small, kind):
+    """Soft vs hard at the same epochs and rate: each side, done by hand."""
+    data, baseline = small
+    if kind == "sfp":
+        runs = ex.sfp_vs_hard_runs(data, seeds=(0, 1))
+    else:
+        runs = ex.gradual_vs_oneshot_runs(data, seeds=(0, 1))
+    recipe = ex.SFP if kind == "sfp" else ex.GRADUAL
+    for i, seed in enumerate((0, 1)):
+        base, _ = baseline(data, seed)
+        if kind == "sfp":
+            soft, _ = pruning.soft_filter_prune(base, data, seed=seed, **recipe)
+            hard = pruning.neuron_prune(base, recipe["amount"])
+        else:
+            soft, _ = pruning.gradual_prune(base, data, seed=seed, **recipe)
+            hard = pruning.magnitude_prune(base, recipe["final"])
+        train(hard, data, seed=seed, progress=False, **{
+            **ex.FINETUNE, "epochs": recipe["epochs"], "lr": recipe["lr"], "keep_best": False,
+            "evaluate_each_epoch": False})
+        if kind == "sfp":
+            soft, hard = pruning.shrink(soft), pruning.shrink(hard)
+        got = runs["sfp"] if kind == "sfp" else runs["gradual"]
+        other = runs["hard"] if kind == "sfp" else runs["one_shot"]
+        assert got[i] == evaluate(soft, data.X_test, data.y_test)["accuracy"]
+        assert other[i] == evaluate(hard, data.X_test, data.y_test)["accuracy"]
