@@ -1,9 +1,12 @@
 """Keep every place that names the repository's address in step with one setting.
 
 The address is ``[project.urls] Repository`` in ``pyproject.toml``. From it this
-script writes the README's table of "Open in Colab" / "Launch Binder" links
-(between the ``<!-- links:start -->`` and ``<!-- links:end -->`` markers) and
-the ``repo = "..."`` line of each notebook's Colab cell.
+script writes the README's table of "Open in Colab" / "Launch Binder" links for
+both editions, the instructor's (``notebooks/``) and the students'
+(``notebooks/student/``), between the ``<!-- links:start -->`` and
+``<!-- links:end -->`` markers, and the ``repo = "..."`` line of each instructor
+notebook's Colab cell (the student edition is built from those by
+``scripts/build_student.py``, which copies the cell).
 
     python scripts/sync_links.py           # rewrite what is out of date
     python scripts/sync_links.py --check   # exit 1 if anything is out of date
@@ -38,14 +41,24 @@ def notebooks() -> list[Path]:
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def student_path(nb: Path) -> str:
+    """Where the student edition of the instructor notebook ``nb`` lives."""
+    return f"notebooks/student/{nb.name}"
+
+
+def open_links(slug: str, path: str) -> str:
+    colab = f"https://colab.research.google.com/github/{slug}/blob/main/{path}"
+    binder = f"https://mybinder.org/v2/gh/{slug}/HEAD?labpath={path.replace('/', '%2F')}"
+    return f"[Open in Colab]({colab}) · [Launch Binder]({binder})"
+
+
 def links_block(slug: str) -> str:
-    rows = ["| notebook | Colab | Binder |", "| --- | --- | --- |"]
+    rows = ["| notebook | instructor edition (solutions) | student edition (exercises to do) |",
+            "| --- | --- | --- |"]
     for nb in notebooks():
         path = f"notebooks/{nb.name}"
-        colab = f"https://colab.research.google.com/github/{slug}/blob/main/{path}"
-        binder = f"https://mybinder.org/v2/gh/{slug}/HEAD?labpath={path.replace('/', '%2F')}"
-        rows.append(f"| [{nb.stem}]({path}) | [Open in Colab]({colab}) | "
-                    f"[Launch Binder]({binder}) |")
+        rows.append(f"| [{nb.stem}]({path}) ([student]({student_path(nb)})) | "
+                    f"{open_links(slug, path)} | {open_links(slug, student_path(nb))} |")
     return "\n".join([START, *rows, END])
 
 

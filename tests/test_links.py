@@ -23,6 +23,12 @@ def test_links_and_colab_cells_match_the_repository_setting():
     for nb in sync.notebooks():
         assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{nb.name}" in readme
         assert f"mybinder.org/v2/gh/{slug}/HEAD?labpath=notebooks%2F{nb.name}" in readme
+        student = ROOT / sync.student_path(nb)
+        assert student.is_file(), f"{student} is missing: run python scripts/build_student.py"
+        assert f"colab.research.google.com/github/{slug}/blob/main/{sync.student_path(nb)}" in readme
+        assert f"labpath=notebooks%2Fstudent%2F{nb.name}" in readme
+        first_student = "".join(json.loads(student.read_text(encoding="utf-8"))["cells"][0]["source"])
+        assert f'repo = "{url}"' in first_student
         first = "".join(json.loads(nb.read_text(encoding="utf-8"))["cells"][0]["source"])
         assert "NBVAL_SKIP" in first and 'if "google.colab" in sys.modules' in first
         assert f'repo = "{url}"' in first
