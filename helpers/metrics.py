@@ -63,18 +63,37 @@ def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in make_permanent(model).state_dict().items()}
 
 
+def _csr(v: torch.Tensor) -> torch.Tensor:
+    """The 2-D tensor ``v`` in CSR with int32 indices, as the ``"sparse"`` format stores it."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        csr = v.to_sparse_csr()
+    return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
+                                   csr.values(), size=v.shape, check_invariants=True)
+
+
 def _to_sparse(sd: dict, min_zeros: float = 0.5) -> dict:
     out = {}
     for k, v in sd.items():
-        if v.dim() == 2 and v.numel() and (v == 0).float().mean().item() >= min_zeros:
-            with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-                csr = v.to_sparse_csr()
-            out[k] = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
-                                             csr.values(), size=v.shape, check_invariants=True)
-        else:
-            out[k] = v
+        sparse = v.dim() == 2 and v.numel() and (v == 0).float().mean().item() >= min_zeros
+        out[k] = _csr(v) if sparse else v
     return out
+
+
+def csr_bytes(weight: torch.Tensor) -> int:
+    """Bytes of the numbers that the ``"sparse"`` format stores for the matrix
+    ``weight`` (a 2-D tensor) in CSR: its non-zero values in its own dtype (4
+    bytes each for float32, 1 for int8), an int32 column index for each, and
+    int32 row pointers (rows + 1). Counted on the very tensors that
+    :func:`serialize` saves; ``torch.save``'s own framing is not included."""
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"weight must be a 2-D tensor, got {type(weight).__name__}")
+    if weight.layout != torch.strided or weight.dim() != 2:
+        raise ValueError(f"weight must be a dense 2-D tensor, got a {weight.dim()}-D "
+                         f"{weight.layout} tensor")
+    csr = _csr(weight.detach())
+    return sum(t.numel() * t.element_size()
+               for t in (csr.values(), csr.col_indices(), csr.crow_indices()))
 
 
 def serialize(model: nn.Module, fmt: str = "raw") -> bytes:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -29,6 +30,36 @@ def test_state_dict_bytes_is_the_saved_size():
     # float32 payload: (784*32 + 32 + 32*10 + 10) * 4 bytes, plus a little framing
     payload = (784 * 32 + 32 + 32 * 10 + 10) * 4
     assert payload < metrics.state_dict_bytes(net) < payload + 4096
+
+
+def test_csr_bytes_is_values_plus_int32_indices_and_row_pointers():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(7, 11, generator=g) * (torch.rand(7, 11, generator=g) < 0.3)
+    w[2] = 0  # an empty row still has its row pointer
+    nnz, rows = int((w != 0).sum()), w.shape[0]
+    # the formula written out: values (float32) + column indices + row pointers (int32)
+    assert metrics.csr_bytes(w) == 4 * nnz + 4 * nnz + 4 * (rows + 1)
+    # torch's own CSR tensors hold the same numbers (with int64 indices: counted as int32 here)
+    csr = w.to_sparse_csr()
+    assert metrics.csr_bytes(w) == (csr.values().numel() * csr.values().element_size()
+                                    + 4 * csr.col_indices().numel() + 4 * csr.crow_indices().numel())
+    assert metrics.csr_bytes(w.double()) == 8 * nnz + 4 * nnz + 4 * (rows + 1)
+    assert metrics.csr_bytes((3 * w.sign()).to(torch.int8)) == 1 * nnz + 4 * nnz + 4 * (rows + 1)
+    assert metrics.csr_bytes(torch.zeros(3, 5)) == 4 * 4
+    assert metrics.csr_bytes(torch.ones(3, 5, requires_grad=True)) == 8 * 15 + 4 * 4
+    # and it is what the "sparse" format saves for a matrix that is at least half zeros
+    net = baseline_mlp()
+    prune.l1_unstructured(net.fc1, "weight", amount=0.9)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        saved = torch.load(io.BytesIO(metrics.serialize(net, "sparse")), weights_only=True)
+    fc1 = saved["fc1.weight"]
+    assert fc1.layout == torch.sparse_csr
+    assert metrics.csr_bytes(net.fc1.weight) == sum(
+        t.numel() * t.element_size() for t in (fc1.values(), fc1.col_indices(), fc1.crow_indices()))
+    for bad in (torch.zeros(3), torch.zeros(2, 2, 2), [[0.0]], torch.zeros(2, 2).to_sparse()):
+        with pytest.raises(ValueError, match="weight"):
+            metrics.csr_bytes(bad)
 
 
 def test_latency_is_positive_and_leaves_the_model_alone():
