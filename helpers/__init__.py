@@ -18,7 +18,7 @@ where to read its code.
 * ``compare``: the table of notebook 04.
 * ``plots`` and ``widgets``: the figures and the sliders.
 * ``article``: the source article's code, reproduced to show its errors.
-* ``exercises``: the self-checks.
+* ``exercises``: the check the exercises' test cells call.
 """
 from . import (article, checkpoints, compare, data, distillation, exercises, experiments,
                metrics, models, plots, pruning, quantization, stats, training, widgets)

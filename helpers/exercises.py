@@ -1,11 +1,9 @@
-"""Checks for the notebooks' exercises.
+"""The check that the exercises' test cells call.
 
-``same(got, want, what)`` is what the exercises' test cells call: it compares
-a student's result with the kit's reference and, when they differ, raises an
-``AssertionError`` that says what is wrong (the type, the shape, which element
-and by how much) instead of a bare ``assert``.
-
-``check`` gives a one-line verdict on a typed-in answer (recall questions).
+``same(got, want, what)`` compares a student's result with the kit's
+reference and, when they differ, raises an ``AssertionError`` that says what
+is wrong (the type, the shape, which element and by how much) instead of a
+bare ``assert``.
 """
 from __future__ import annotations
 
@@ -82,26 +80,3 @@ def _same_array(got, want, what, atol, rtol) -> None:
         raise AssertionError(
             f"{what}{list(at)} is {gd[at].item():.6g}, expected {wd[at].item():.6g} "
             f"(off by {(gd[at] - wd[at]).item():+.3g}; {bad} of {w.numel()} elements differ)")
-
-
-def check(answer, expected, *, rel_tol: float = 0.0, abs_tol: float = 0.0,
-          hint: str = "") -> str:
-    """Return a one-line verdict on ``answer`` against ``expected``.
-
-    ``None`` means "not answered yet". Numbers match within ``rel_tol`` /
-    ``abs_tol`` (both >= 0); anything else must be equal. The hint is shown
-    when the answer is wrong.
-    """
-    if rel_tol < 0 or abs_tol < 0:
-        raise ValueError(f"rel_tol and abs_tol must be >= 0, got {rel_tol!r}, {abs_tol!r}")
-    if answer is None:
-        return "Not answered yet: replace None with your answer and run the cell again."
-    if isinstance(answer, bool) != isinstance(expected, bool):
-        ok = False  # True is not the count 1
-    elif isinstance(expected, (int, float)) and isinstance(answer, (int, float)):
-        ok = math.isclose(answer, expected, rel_tol=rel_tol, abs_tol=abs_tol)
-    else:
-        ok = answer == expected
-    if ok:
-        return f"Right: {answer!r}."
-    return f"Not quite: {answer!r} is not the answer." + (f" Hint: {hint}" if hint else "")
