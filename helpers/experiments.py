@@ -255,14 +255,6 @@ def get_student(data: Dataset, *, T: float = 4.0, alpha: float = 0.9, seed: int 
     return train_students(data, [(T, alpha, seed)], teacher=teacher, recipe=recipe)[0]
 
 
-def get_students(data: Dataset, *, seeds=SEEDS, T: float = 4.0, alpha: float = 0.9,
-                 teacher: nn.Module | None = None,
-                 recipe: dict | None = None) -> list[tuple[nn.Module, dict]]:
-    """The students of ``seeds`` with one T and alpha (see :func:`train_students`),
-    trained together when not cached."""
-    return train_students(data, [(T, alpha, s) for s in seeds], teacher=teacher, recipe=recipe)
-
-
 def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
                       teacher: nn.Module | None = None, recipe: dict | None = None) -> list[dict]:
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
@@ -528,11 +520,6 @@ def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,
                     evaluate(m, data.X_test[others], data.y_test[others])["accuracy"])
         out[name] = res
     return out
-
-
-def teacher_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
-    """Test accuracy of the cached teacher for each seed."""
-    return [r["test_accuracy"] for _, r in get_teachers(data, seeds=seeds)]
 
 
 def student_runs(data: Dataset, T: float, alpha: float,
