@@ -4,9 +4,10 @@ The address is ``[project.urls] Repository`` in ``pyproject.toml``. From it this
 script writes the README's table of "Open in Colab" / "Launch Binder" links for
 both editions, the instructor's (``notebooks/``) and the students'
 (``notebooks/student/``), between the ``<!-- links:start -->`` and
-``<!-- links:end -->`` markers, and the ``repo = "..."`` line of each instructor
-notebook's Colab cell (the student edition is built from those by
-``scripts/build_student.py``, which copies the cell).
+``<!-- links:end -->`` markers; the same table for the Chinese notebooks
+(``notebooks/zh-CN/``) in README.zh-CN.md; and the ``repo = "..."`` line of
+each instructor notebook's Colab cell (the student and Chinese editions copy
+the cell: ``scripts/build_student.py``, ``scripts/build_zh.py``).
 
     python scripts/sync_links.py           # rewrite what is out of date
     python scripts/sync_links.py --check   # exit 1 if anything is out of date
@@ -41,32 +42,48 @@ def notebooks() -> list[Path]:
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def student_path(nb: Path) -> str:
-    """Where the student edition of the instructor notebook ``nb`` lives."""
-    return f"notebooks/student/{nb.name}"
+# Per README: the folder of its notebooks, and the words of its links table.
+EDITIONS = {
+    "README.md": {
+        "folder": "notebooks", "student": "student", "colab": "Open in Colab",
+        "binder": "Launch Binder", "open": " (", "close": ")",
+        "head": "| notebook | instructor edition (solutions) | student edition (exercises to do) |"},
+    "README.zh-CN.md": {
+        "folder": "notebooks/zh-CN", "student": "学生版", "colab": "在 Colab 中打开",
+        "binder": "启动 Binder", "open": "（", "close": "）",
+        "head": "| 笔记本 | 教师版（含答案） | 学生版（待完成的练习） |"},
+}
 
 
-def open_links(slug: str, path: str) -> str:
+def student_path(nb: Path, folder: str = "notebooks") -> str:
+    """Where the student edition of the instructor notebook ``nb`` lives
+    (``folder``: ``notebooks`` or the Chinese edition's ``notebooks/zh-CN``)."""
+    return f"{folder}/student/{nb.name}"
+
+
+def open_links(slug: str, path: str, readme: str = "README.md") -> str:
+    words = EDITIONS[readme]
     colab = f"https://colab.research.google.com/github/{slug}/blob/main/{path}"
     binder = f"https://mybinder.org/v2/gh/{slug}/HEAD?labpath={path.replace('/', '%2F')}"
-    return f"[Open in Colab]({colab}) · [Launch Binder]({binder})"
+    return f"[{words['colab']}]({colab}) · [{words['binder']}]({binder})"
 
 
-def links_block(slug: str) -> str:
-    rows = ["| notebook | instructor edition (solutions) | student edition (exercises to do) |",
-            "| --- | --- | --- |"]
+def links_block(slug: str, readme: str = "README.md") -> str:
+    words = EDITIONS[readme]
+    rows = [words["head"], "| --- | --- | --- |"]
     for nb in notebooks():
-        path = f"notebooks/{nb.name}"
-        rows.append(f"| [{nb.stem}]({path}) ([student]({student_path(nb)})) | "
-                    f"{open_links(slug, path)} | {open_links(slug, student_path(nb))} |")
+        path, student = f"{words['folder']}/{nb.name}", student_path(nb, words["folder"])
+        rows.append(f"| [{nb.stem}]({path}){words['open']}[{words['student']}]({student})"
+                    f"{words['close']} | "
+                    f"{open_links(slug, path, readme)} | {open_links(slug, student, readme)} |")
     return "\n".join([START, *rows, END])
 
 
-def synced_readme(text: str, slug: str) -> str:
+def synced_readme(text: str, slug: str, readme: str = "README.md") -> str:
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md must contain the markers {START} and {END}")
-    return pattern.sub(lambda _: links_block(slug), text)
+        raise SystemExit(f"{readme} must contain the markers {START} and {END}")
+    return pattern.sub(lambda _: links_block(slug, readme), text)
 
 
 def synced_notebook(text: str, url: str) -> str:
@@ -88,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url, slug = repository()
     stale = []
-    targets = [(ROOT / "README.md", lambda t: synced_readme(t, slug))]
+    targets = [(ROOT / readme, lambda t, r=readme: synced_readme(t, slug, r)) for readme in EDITIONS]
     targets += [(nb, lambda t: synced_notebook(t, url)) for nb in notebooks()]
     for path, sync in targets:
         old = path.read_text(encoding="utf-8")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +40,40 @@ def test_a_changed_address_is_reported(monkeypatch):
     monkeypatch.setattr(sync, "repository",
                         lambda: ("https://github.com/someone/else", "someone/else"))
     assert sync.main(["--check"]) == 1  # --check writes nothing
+
+
+def test_the_chinese_readme_links_the_chinese_notebooks_and_both_readmes_link_each_other():
+    sync = _sync()
+    _, slug = sync.repository()
+    en = (ROOT / "README.md").read_text(encoding="utf-8")
+    zh = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    assert "[简体中文](README.zh-CN.md)" in en.splitlines()[2]  # just under the title
+    assert "[English](README.md)" in zh.splitlines()[2]
+    for nb in sync.notebooks():
+        for path in (f"notebooks/zh-CN/{nb.name}", sync.student_path(nb, "notebooks/zh-CN")):
+            assert (ROOT / path).is_file(), f"{path} is missing: run python scripts/build_zh.py"
+            assert f"colab.research.google.com/github/{slug}/blob/main/{path}" in zh
+            assert f"labpath={path.replace('/', '%2F')})" in zh
+            assert f"]({path})" in zh
+        assert f"](notebooks/{nb.name})" not in zh  # the Chinese README opens the Chinese notebooks
+
+
+def test_relative_links_of_both_readmes_and_the_glossary_resolve():
+    for name in ("README.md", "README.zh-CN.md", "docs/glossary.md"):
+        path = ROOT / name
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            assert (path.parent / file).exists(), f"{name}: {target}"
+            if anchor and file.endswith(".md"):
+                assert anchor in _anchors(path.parent / file), f"{name}: {target}"
+            if target.startswith("#"):
+                assert target[1:] in _anchors(path), f"{name}: {target}"
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file (lower case,
+    punctuation other than hyphens dropped, spaces turned into hyphens)."""
+    heads = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
