@@ -275,3 +275,93 @@ def test_missing_widget_frontend_is_detected(tmp_path):
             assert state["errors"] == [] and state["widgets"] == 1
             problems = widget_problems(page, state)
             assert bool(problems) == disabled, problems
+
+
+# --- the Chinese edition: every glyph of its prose is drawn --------------------
+
+ZH_NOTEBOOKS = sorted((ROOT / "notebooks" / "zh-CN").glob("[0-9][0-9]_*.ipynb"))
+
+# For each text node of the rendered markdown (formulas excluded), draw each
+# distinct character in the node's own font on a canvas and compare it with
+# characters no font has: an unassigned code point and a Tangut ideograph (no
+# CJK font covers Tangut). A character drawn exactly like them, or not drawn at
+# all, is a missing glyph ("tofu"). Canvas text goes through the same font
+# fallback as the page's text.
+_JS_MISSING_GLYPHS = """(extra) => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 48; canvas.height = 48;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const ink = (ch, font) => {
+    ctx.clearRect(0, 0, 48, 48);
+    ctx.font = font; ctx.textBaseline = 'top'; ctx.fillStyle = '#000';
+    ctx.fillText(ch, 4, 4);
+    const d = ctx.getImageData(0, 0, 48, 48).data;
+    let h = 0, any = false;
+    for (let i = 3; i < d.length; i += 4) { h = (h * 31 + d[i]) >>> 0; any = any || d[i] > 0; }
+    return any ? String(h) : 'blank';
+  };
+  const byFont = new Map();
+  const add = (ch, font) => {
+    if (!byFont.has(font)) byFont.set(font, new Set());
+    byFont.get(font).add(ch);
+  };
+  for (const root of document.querySelectorAll('.jp-MarkdownOutput')) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!el || el.closest('mjx-container, .MathJax, script, style')) continue;
+      const s = getComputedStyle(el);
+      const font = `${s.fontStyle} ${s.fontWeight} 32px ${s.fontFamily}`;
+      for (const ch of n.textContent) if (ch.codePointAt(0) > 127 && ch.trim()) add(ch, font);
+    }
+  }
+  const missing = [], checked = [];
+  for (const [font, chars] of byFont) {
+    for (const ch of extra) chars.add(ch);
+    const tofu = new Set(['\\u0378', '\\u{17000}'].map(c => ink(c, font)));
+    for (const ch of chars) {
+      const h = ink(ch, font);
+      checked.push(ch);
+      if (h === 'blank' || tofu.has(h)) missing.push(ch);
+    }
+  }
+  const text = Array.from(document.querySelectorAll('.jp-MarkdownOutput'))
+    .map(e => e.innerText).join('\\n');
+  return {missing: Array.from(new Set(missing)), checked: new Set(checked).size,
+          cjk: (text.match(/[\\u4e00-\\u9fff]/g) || []).length,
+          leftover: (text.match(/.{0,12}\\*\\*.{0,12}/g) || [])};
+}"""
+
+
+def open_rendered(page, url: str, token: str, name: str) -> None:
+    """Open notebook ``name`` and wait until its markdown cells are rendered."""
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")
+    page.wait_for_function(
+        "(name) => { const nb = (%s)(name); return nb && nb.content && nb.content.widgets"
+        " .filter(w => w.model.type === 'markdown').every(w => w.rendered); }" % _JS_FIND,
+        arg=name, timeout=120_000)
+    page.wait_for_timeout(1500)  # fonts and formulas
+
+
+def test_chinese_notebooks_render_every_glyph_of_their_prose(tmp_path):
+    """Each Chinese notebook's prose is drawn without missing glyphs (needs a
+    CJK font: .ci/run installs Debian's fonts-noto-cjk), and with no Markdown
+    left unrendered (a ``**`` next to Chinese punctuation can fail to close)."""
+    _need_browser()
+    assert len(ZH_NOTEBOOKS) == 5, "run: python scripts/build_zh.py"
+    with jupyterlab(tmp_path, ZH_NOTEBOOKS) as (url, token), chromium() as new_page:
+        page = new_page()
+        open_rendered(page, url, token, ZH_NOTEBOOKS[0].name)
+        control = page.evaluate(_JS_MISSING_GLYPHS, ["\u0379"])  # unassigned: must be caught
+        assert "\u0379" in control["missing"], "the glyph check cannot see a missing glyph"
+        for nb in ZH_NOTEBOOKS:
+            page = new_page()
+            open_rendered(page, url, token, nb.name)
+            found = page.evaluate(_JS_MISSING_GLYPHS, [])
+            assert found["cjk"] > 500, f"{nb.name}: the Chinese prose did not render"
+            assert found["missing"] == [], \
+                f"{nb.name}: {len(found['missing'])} of {found['checked']} characters have " \
+                f"no glyph, e.g. {''.join(found['missing'][:20])} (apt-get install fonts-noto-cjk)"
+            assert found["leftover"] == [], f"{nb.name}: unrendered Markdown {found['leftover']}"
+            page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:shutdown')")
+            page.context.close()
