@@ -102,3 +102,16 @@ def test_the_untouched_release_fails_only_in_the_test_cells_saying_not_done_yet(
         assert set(failed) == set(grade_cells(nb)), (name, failed)
         for grade_id, message in failed.items():
             assert message.startswith("not done yet"), (name, grade_id, message)
+
+
+def test_nbgrader_releases_the_chinese_notebooks_as_the_translation_build_does(monkeypatch):
+    """scripts/build_zh.py makes the Chinese student edition by translating the
+    English one, on the ground that nbgrader never changes a markdown cell;
+    releasing the Chinese instructor notebooks with nbgrader gives the same files."""
+    chinese = sorted((ROOT / "notebooks" / "zh-CN").glob("[0-9][0-9]_*.ipynb"))
+    assert len(chinese) == 5, "run: python scripts/build_zh.py"
+    monkeypatch.setattr(build_student, "notebooks", lambda: chinese)
+    built = build_student.build()
+    for name, blob in built.items():
+        committed = ROOT / "notebooks" / "zh-CN" / "student" / name
+        assert json.loads(blob) == json.loads(committed.read_bytes()), name
