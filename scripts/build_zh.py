@@ -63,7 +63,9 @@ def source_hash(text: str) -> str:
 def lost_markup(english: str, chinese: str) -> list[str]:
     """The code spans, formulas and link targets of ``english`` that
     ``chinese`` does not contain (whitespace inside a formula may differ)."""
-    squash = lambda t: re.sub(r"\s+", " ", t)  # noqa: E731
+    def squash(t: str) -> str:
+        return re.sub(r"\s+", " ", t)
+
     zh = squash(chinese)
     lost = [m for m in CODE.findall(english) + MATH.findall(english) if squash(m) not in zh]
     lost += [f"]({t})" for t in LINK.findall(english) if f"]({t})" not in zh]
@@ -177,6 +179,21 @@ class Layout:
         return path.relative_to(self.root).as_posix()
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file and a rename: a reader never
+    sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def notebook_text(nb: nbformat.NotebookNode) -> str:
+    """``nb`` as ``nbformat.write`` saves it."""
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"
+
+
 def set_entry(path: Path, cell_id: str, en_hash: str, text: str) -> None:
     """Put (replace or append) the entry for ``cell_id`` in the catalogue at ``path``."""
     old = path.read_text(encoding="utf-8")
@@ -189,9 +206,7 @@ def set_entry(path: Path, cell_id: str, en_hash: str, text: str) -> None:
             break
     else:
         new = old.rstrip("\n") + "\n\n" + block
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, new)
 
 
 def sync_glossary(layout: Layout, write: bool) -> list[str]:
@@ -208,7 +223,7 @@ def sync_glossary(layout: Layout, write: bool) -> list[str]:
         changed.append(f"{layout.rel(nb_path)} (glossary cell {cell_id})")
         if write:
             cell.source = en
-            nbformat.write(nb, nb_path)
+            write_atomically(nb_path, notebook_text(nb))
     cat = layout.catalogue_of(nb_path)
     entry = read_catalogue(cat).get(cell_id)
     if entry is None or entry.en_hash != source_hash(en) or entry.text != zh:
@@ -278,38 +293,33 @@ def pairs(layout: Layout) -> list[tuple[Path, Path, Path]]:
     return out
 
 
-def build(layout: Layout) -> dict[Path, bytes]:
-    """{Chinese notebook path: its bytes}; raise SystemExit listing every
+def build(layout: Layout) -> dict[Path, str]:
+    """{Chinese notebook path: its text}; raise ValueError listing every
     problem if any translation is missing or stale."""
     bad = [p for nb in layout.notebooks() for p in problems(layout, nb)]
     if bad:
-        raise SystemExit("the Chinese edition cannot be built:\n  " + "\n  ".join(bad))
-    built = {}
-    for en, cat, zh in pairs(layout):
-        nb = nbformat.read(en, as_version=4)
-        text = nbformat.writes(translated(nb, read_catalogue(cat)))
-        built[zh] = (text if text.endswith("\n") else text + "\n").encode("utf-8")
-    return built
+        raise ValueError("the Chinese edition cannot be built:\n  " + "\n  ".join(bad))
+    return {zh: notebook_text(translated(nbformat.read(en, as_version=4), read_catalogue(cat)))
+            for en, cat, zh in pairs(layout)}
 
 
-def stale(layout: Layout, built: dict[Path, bytes]) -> list[str]:
+def existing(layout: Layout) -> list[Path]:
+    """The Chinese notebooks on disk, both editions."""
+    return [p for d in (layout.chinese, layout.chinese / "student") for p in d.glob("*.ipynb")]
+
+
+def stale(layout: Layout, built: dict[Path, str]) -> list[str]:
     """The Chinese notebooks that differ from ``built`` (or are missing, or extra)."""
-    have = {p: p.read_bytes() for d in (layout.chinese, layout.chinese / "student")
-            if d.exists() for p in d.glob("*.ipynb")}
+    have = {p: p.read_text(encoding="utf-8") for p in existing(layout)}
     return sorted(layout.rel(p) for p in set(have) | set(built) if have.get(p) != built.get(p))
 
 
-def write(layout: Layout, built: dict[Path, bytes]) -> None:
-    for d in (layout.chinese, layout.chinese / "student"):
-        if d.exists():
-            for p in d.glob("*.ipynb"):
-                if p not in built:
-                    p.unlink()
-    for path, blob in built.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
+def write(layout: Layout, built: dict[Path, str]) -> None:
+    for p in existing(layout):
+        if p not in built:
+            p.unlink()
+    for path, text in built.items():
+        write_atomically(path, text)
 
 
 def stub(layout: Layout) -> list[str]:
@@ -321,20 +331,14 @@ def stub(layout: Layout) -> list[str]:
         cat = layout.catalogue_of(nb_path)
         entries = read_catalogue(cat)
         new = [cell for cell in nb.cells if cell.cell_type == "markdown" and cell.id not in entries]
-        if not new:
-            continue
-        cat.parent.mkdir(parents=True, exist_ok=True)
-        text = cat.read_text(encoding="utf-8") if cat.exists() else (
-            f"<!-- Translation catalogue of notebooks/{nb_path.name} (Simplified Chinese).\n"
-            "Each entry: a marker with the cell id and the hash of the English source,\n"
-            "then the Chinese text. scripts/build_zh.py builds the notebook from it. -->\n")
+        if new and not cat.exists():
+            write_atomically(cat, (
+                f"<!-- Translation catalogue of notebooks/{nb_path.name} (Simplified Chinese).\n"
+                "Each entry: a marker with the cell id and the hash of the English source,\n"
+                "then the Chinese text. scripts/build_zh.py builds the notebook from it. -->\n"))
         for cell in new:
-            text = text.rstrip("\n") + "\n\n" + marker(cell.id, source_hash(cell.source)) \
-                + "\n" + cell.source.strip("\n") + "\n"
+            set_entry(cat, cell.id, source_hash(cell.source), cell.source)
             done.append(f"{layout.rel(nb_path)}, cell {cell.id}")
-        tmp = cat.with_name(f".{cat.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, cat)
     return done
 
 
@@ -356,7 +360,7 @@ def main(argv: list[str] | None = None, layout: Layout | None = None) -> int:
               + "; run python scripts/build_zh.py")
     try:
         built = build(layout)
-    except SystemExit as exc:
+    except ValueError as exc:
         print(exc)
         return 1
     if args.check:

@@ -58,18 +58,33 @@ def test_the_chinese_readme_links_the_chinese_notebooks_and_both_readmes_link_ea
         assert f"](notebooks/{nb.name})" not in zh  # the Chinese README opens the Chinese notebooks
 
 
+def _broken_links(path: Path, text: str) -> list[str]:
+    """The relative link targets in ``text`` (the Markdown of ``path``) that
+    name no file, or no heading of a Markdown file."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        to = path.parent / file if file else path
+        if not to.exists() or (anchor and to.suffix == ".md" and anchor not in _anchors(to)):
+            broken.append(target)
+    return broken
+
+
 def test_relative_links_of_both_readmes_and_the_glossary_resolve():
     for name in ("README.md", "README.zh-CN.md", "docs/glossary.md"):
         path = ROOT / name
-        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
-            if re.match(r"[a-z]+:", target):
-                continue
-            file, _, anchor = target.partition("#")
-            assert (path.parent / file).exists(), f"{name}: {target}"
-            if anchor and file.endswith(".md"):
-                assert anchor in _anchors(path.parent / file), f"{name}: {target}"
-            if target.startswith("#"):
-                assert target[1:] in _anchors(path), f"{name}: {target}"
+        assert _broken_links(path, path.read_text(encoding="utf-8")) == [], name
+
+
+def test_links_in_the_notebooks_of_every_edition_resolve():
+    notebooks = sorted((ROOT / "notebooks").glob("**/[0-9][0-9]_*.ipynb"))
+    assert len(notebooks) == 20  # English and Chinese, instructor and student
+    for nb in notebooks:
+        for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "markdown":
+                assert _broken_links(nb, "".join(cell["source"])) == [], (nb, cell["id"])
 
 
 def _anchors(path: Path) -> set[str]:
