@@ -148,14 +148,15 @@ def amount_view(grid: Sequence[Mapping], current: Mapping) -> Figure:
 
 
 def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) -> Figure:
-    """The iterative loop's tries: sparsity tried and accuracy, kept vs rolled back."""
+    """The iterative loop's tries: sparsity tried and validation accuracy (the
+    split ``pruning.iterative_prune`` decides on), kept vs rolled back."""
     if not trace:
         raise ValueError("trace must hold at least one row, got none")
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
     ax_s, ax_a = fig.subplots(1, 2)
     tries = range(len(trace))
     for ax, key, scale, label in ((ax_s, "sparsity", 100, "fc1 sparsity tried (%)"),
-                                  (ax_a, "accuracy", 100, "test accuracy (%)")):
+                                  (ax_a, "accuracy", 100, "validation accuracy (%)")):
         ax.plot(tries, [scale * r[key] for r in trace], color="0.6", lw=1)
         for kept, marker, color, name in ((True, "o", "tab:green", "kept"),
                                           (False, "X", "tab:red", "rolled back")):
@@ -171,12 +172,13 @@ def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) 
 
 
 def sensitivity_curves(amounts: Sequence[float], scan: Mapping[str, Sequence[float]]) -> Figure:
-    """Test accuracy against the share pruned, one line per layer pruned alone."""
+    """Validation accuracy (as ``pruning.sensitivity_scan`` measures it) against
+    the share pruned, one line per layer pruned alone."""
     fig = Figure(figsize=(4.5, 3.2), dpi=80, layout="constrained")
     ax = fig.subplots()
     for layer, accs in scan.items():
         ax.plot([100 * a for a in amounts], [100 * a for a in accs], marker="o", label=layer)
-    ax.set(xlabel="share of the layer's weights pruned (%)", ylabel="test accuracy (%)",
+    ax.set(xlabel="share of the layer's weights pruned (%)", ylabel="validation accuracy (%)",
            title="sensitivity: one layer pruned at a time")
     ax.legend(fontsize=8)
     return fig

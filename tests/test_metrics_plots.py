@@ -191,3 +191,29 @@ def test_soft_pruning_plots_draw_what_their_history_holds():
     ys = sorted(list(l.get_ydata()) for ax in fig.axes for l in ax.get_lines())
     assert [30.0, 60.0] in [[round(v, 6) for v in y] for y in ys] or [0.3, 0.6] in ys
     assert [90.0, 92.0] in [[round(v, 6) for v in y] for y in ys]
+
+
+def _accuracy_labels(fig: Figure) -> list[str]:
+    labels = [t for ax in fig.axes for t in (ax.get_ylabel(), ax.get_xlabel(), ax.get_title())]
+    return [t for t in labels if "accuracy" in t.lower()]
+
+
+def test_every_accuracy_axis_says_which_split_it_shows():
+    # The loop's rollbacks and the sensitivity scan are decided on the
+    # validation split (pruning.iterative_prune, pruning.sensitivity_scan):
+    # their figures must not call those numbers "test".
+    trace = [{"sparsity": 0.0, "accuracy": 0.95, "kept": True, "step": 0.0},
+             {"sparsity": 0.5, "accuracy": 0.94, "kept": True, "step": 0.5},
+             {"sparsity": 0.75, "accuracy": 0.90, "kept": False, "step": 0.25}]
+    validation = {
+        "rollback_trace": plots.rollback_trace(trace, tolerance=0.005),
+        "sensitivity_curves": plots.sensitivity_curves([0.5, 0.9], {"fc1": [0.9, 0.8]}),
+        "training_curves": plots.training_curves(
+            [{"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.5}]),
+    }
+    for name, fig in validation.items():
+        labels = _accuracy_labels(fig)
+        assert labels and all("validation" in t and "test" not in t for t in labels), (name, labels)
+    rows = [{"T": t, "alpha": 0.5, "test_accuracy": 0.9} for t in (1.0, 4.0)]
+    labels = _accuracy_labels(plots.distillation_sweeps(rows))
+    assert labels and all("test" in t for t in labels), labels
