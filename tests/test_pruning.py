@@ -796,3 +796,21 @@ def test_iterative_prune_reads_the_validation_split_by_default(trained, tiny):
     pruned = magnitude_prune(trained, 0.5)
     assert trace[0]["accuracy"] == evaluate(trained, tiny.X_val, tiny.y_val)["accuracy"]
     assert trace[1]["accuracy"] == evaluate(pruned, tiny.X_val, tiny.y_val)["accuracy"]
+
+
+def test_shrink_reads_the_weights_of_the_last_optimiser_step():
+    # Under torch.nn.utils.prune, .weight is recomputed from weight_orig *
+    # weight_mask only by a forward pass, so right after optimiser.step() it
+    # is one step old; shrink must use the weights the next forward pass uses.
+    torch.manual_seed(0)
+    masked = neuron_prune(mlp(16, seed=0), 0.5)
+    X = torch.randn(32, 1, 28, 28)
+    opt = torch.optim.SGD(masked.parameters(), lr=0.5)
+    nn.functional.cross_entropy(masked(X), torch.arange(32) % 10).backward()
+    opt.step()  # no forward since: masked.fc1.weight still holds the old values
+    stale = masked.fc1.weight.detach().clone()
+    small = shrink(masked)
+    with torch.no_grad():
+        want = masked(X)  # the forward pre-hook refreshes .weight
+        assert not torch.equal(stale, masked.fc1.weight)
+        torch.testing.assert_close(small(X), want)
