@@ -11,7 +11,8 @@ methods only; this module holds what the notebooks do with them:
 * the headline comparisons of notebooks 01 to 04, each repeated over
   :data:`SEEDS`, returning plain lists of accuracies (one per seed) for
   ``stats.pm`` and ``stats.verdict``;
-* notebook 04's models (``build_models``) and its sparsity curves.
+* notebook 04's models (``build_models``), the structured student's own
+  choice of T and alpha (``structured_kd_grid``) and its sparsity curves.
 
 Choices (λ, the threshold, the fine-tuning epochs, T and α, the omitted-digit
 bias) read the validation split only; each final model is evaluated once on
@@ -81,6 +82,10 @@ AMOUNT_FINETUNE_EPOCHS = 3
 # lowest validation loss over its grid, choose_T_alpha); the comparison of
 # notebook 04 distils with them without rerunning the grid.
 KD = {"T": 8.0, "alpha": 0.9}
+# Notebook 04's structured student distilled with FINETUNE's budget: T and alpha
+# chosen again for it, on validation (choose_T_alpha, seed 0), over notebook
+# 03's grid; KD's values were chosen for a 60-epoch student from scratch.
+STRUCTURED_KD_GRID = {"T": (1.0, 2.0, 4.0, 8.0), "alpha": (0.5, 0.9)}
 # Omitted digit: Hinton et al. leave out the 3s; T = 8 softens the teacher
 # enough for the student to learn about 3s from the other digits.
 OMITTED = {"cls": 3, "T": 8.0, "alpha": 0.9}
@@ -369,11 +374,6 @@ def _finetune(model: nn.Module, data: Dataset, seed: int, **overrides) -> nn.Mod
     return model
 
 
-# The hard side of a same-budget comparison trains all its epochs, as the soft
-# side does: no epoch is picked on validation.
-_NO_CHOICE = {"keep_best": False, "evaluate_each_epoch": False}
-
-
 def baseline_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
     """Test accuracy of the cached baseline for each seed."""
     return [get_baseline(data, seed=s)[1]["test_accuracy"] for s in seeds]
@@ -452,37 +452,152 @@ def l1_vs_magnitude_runs(data: Dataset, lam: float, threshold: float,
     return out
 
 
-def _same_budget_runs(data: Dataset, seeds: Sequence[int], recipe: dict, soft, hard,
-                      names: tuple[str, str], final=lambda m: m) -> dict[str, list[float]]:
-    """For each seed's baseline: ``soft(base, data, seed=s, **recipe)`` (a soft
-    method that trains as it prunes) against ``hard(base)`` (pruned at once)
-    fine-tuned for the same epochs at the same rate; the test accuracy of
-    ``final`` of each, under ``names`` (soft first)."""
+# The hard side of a same-budget comparison trains all its epochs, as the soft
+# side does: no epoch is picked on validation.
+_NO_CHOICE = {"keep_best": False, "evaluate_each_epoch": False}
+
+
+def _copied(make):
+    """A ``fit`` for :func:`_cached`: a method that returns a new model, its
+    weights copied into the model being built."""
+    return lambda model: model.load_state_dict(make().state_dict())
+
+
+def _soft_pruned(kind: str, base: nn.Module, data: Dataset, seed: int) -> nn.Module:
+    """The soft side of a same-budget comparison, from ``base``, cached: gradual
+    pruning (:data:`GRADUAL`, ``kind="gradual"``) or Soft Filter Pruning shrunk
+    to its kept neurons (:data:`SFP`, ``kind="sfp"``). The rows of notebook
+    04's table are these very models (the same cache entries)."""
+    check_choice("kind", kind, ("gradual", "sfp"))
+    if kind == "gradual":
+        return _cached("compare-gradual", lambda: pruning.magnitude_prune(base, GRADUAL["final"]),
+                       _copied(lambda: pruning.gradual_prune(base, data, seed=seed,
+                                                             **GRADUAL)[0]),
+                       data=data, base=base, recipe=GRADUAL, seed=seed, teacher=None)
+    return _cached("compare-sfp", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP),
+                   _copied(lambda: pruning.shrink(pruning.soft_filter_prune(base, data, seed=seed,
+                                                                            **SFP)[0])),
+                   data=data, base=base, recipe=SFP, seed=seed, teacher=None)
+
+
+def _hard_pruned(kind: str, base: nn.Module, data: Dataset, seed: int) -> nn.Module:
+    """The hard side of a same-budget comparison, cached: ``base`` pruned at
+    once (90% of fc1 by magnitude for ``"gradual"``, whole neurons masked for
+    ``"sfp"``, then shrunk), fine-tuned for the soft side's epochs at its rate,
+    every epoch trained (no choice on validation)."""
+    check_choice("kind", kind, ("gradual", "sfp"))
+    recipe = GRADUAL if kind == "gradual" else SFP
+    budget = {"epochs": recipe["epochs"], "lr": recipe["lr"], **_NO_CHOICE}
+    if kind == "gradual":
+        name, build = "same-budget-oneshot", lambda: pruning.magnitude_prune(base, GRADUAL["final"])
+        what = {"final": GRADUAL["final"]}
+    else:
+        name, build = "same-budget-hard", lambda: pruning.neuron_prune(base, SFP["amount"])
+        what = {"amount": SFP["amount"]}
+    net = _cached(name, build, lambda model: _finetune(model, data, seed, **budget), data=data,
+                  base=base, recipe={**what, **FINETUNE, **budget}, seed=seed, teacher=None)
+    return net if kind == "gradual" else pruning.shrink(net)
+
+
+def _same_budget_runs(data: Dataset, seeds: Sequence[int], kind: str,
+                      names: tuple[str, str]) -> dict[str, list[float]]:
+    """For each seed's baseline: the soft method of ``kind`` (it trains as it
+    prunes, :func:`_soft_pruned`) against the same pruning done at once and
+    fine-tuned for the same epochs at the same rate (:func:`_hard_pruned`);
+    the test accuracy of each, under ``names`` (soft first). Every model is
+    cached."""
     out = {names[0]: [], names[1]: []}
     for s in seeds:
         base, _ = get_baseline(data, seed=s)
-        soft_net, _ = soft(base, data, seed=s, **recipe)
-        hard_net = _finetune(hard(base), data, s, epochs=recipe["epochs"], lr=recipe["lr"],
-                             **_NO_CHOICE)
-        out[names[0]].append(_test(final(soft_net), data))
-        out[names[1]].append(_test(final(hard_net), data))
+        out[names[0]].append(_test(_soft_pruned(kind, base, data, s), data))
+        out[names[1]].append(_test(_hard_pruned(kind, base, data, s), data))
     return out
 
 
 def sfp_vs_hard_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict[str, list[float]]:
     """Soft Filter Pruning vs hard neuron pruning plus fine-tuning, same
-    sparsity and epochs (:data:`SFP`), both shrunk: ``{"sfp", "hard"}``."""
-    return _same_budget_runs(data, seeds, SFP, pruning.soft_filter_prune,
-                             lambda b: pruning.neuron_prune(b, SFP["amount"]), ("sfp", "hard"),
-                             final=pruning.shrink)
+    sparsity and epochs (:data:`SFP`), both shrunk: ``{"sfp", "hard"}``; cached."""
+    return _same_budget_runs(data, seeds, "sfp", ("sfp", "hard"))
 
 
 def gradual_vs_oneshot_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> dict[str, list[float]]:
     """Gradual pruning (cubic schedule) vs one-shot pruning plus fine-tuning,
-    same final sparsity and epochs (:data:`GRADUAL`): ``{"gradual", "one_shot"}``."""
-    return _same_budget_runs(data, seeds, GRADUAL, pruning.gradual_prune,
-                             lambda b: pruning.magnitude_prune(b, GRADUAL["final"]),
-                             ("gradual", "one_shot"))
+    same final sparsity and epochs (:data:`GRADUAL`): ``{"gradual", "one_shot"}``;
+    cached. The gradual models are notebook 04's table row."""
+    return _same_budget_runs(data, seeds, "gradual", ("gradual", "one_shot"))
+
+
+def _teacher_logits(teacher: nn.Module, data: Dataset, given: torch.Tensor | None = None):
+    """A function that returns the teacher's logits on the training split
+    (``given`` if not None), computed at the first call only (the cache may
+    need none)."""
+    memo = [] if given is None else [given]
+
+    def get():
+        if not memo:
+            memo.append(logits_of(teacher, data.X_train))
+        return memo[0]
+    return get
+
+
+def _structured_kd(data: Dataset, base: nn.Module, teacher: nn.Module, T: float, alpha: float,
+                   seed: int, logits) -> nn.Module:
+    """``base`` cut to :data:`STRUCTURED_KEEP` neurons and distilled from
+    ``teacher`` at (``T``, ``alpha``) with FINETUNE's budget (same epochs,
+    rate, batches, keep_best on validation), cached; ``logits()`` gives the
+    teacher's logits on the training split. At :data:`KD` this is the table's
+    "structured 32 + distillation" (the same cache entry)."""
+    T, alpha = float(T), float(alpha)
+    # distill trains with Adam itself (FINETUNE's optimizer); the rest of FINETUNE as is
+    kd_ft = {k: v for k, v in FINETUNE.items() if k != "optimizer"}
+
+    def fit(model):
+        distillation.distill(model, teacher, data, logits=logits(), seed=seed, progress=False,
+                             T=T, alpha=alpha, **kd_ft)
+
+    return _cached("compare-structured-kd", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP),
+                   fit, data=data, base=base,
+                   recipe={"keep": STRUCTURED_KEEP, **FINETUNE, "T": T, "alpha": alpha},
+                   seed=seed, teacher=teacher)
+
+
+def structured_kd_grid(data: Dataset, temperatures: Sequence[float] = STRUCTURED_KD_GRID["T"],
+                       alphas: Sequence[float] = STRUCTURED_KD_GRID["alpha"], *, seed: int = 0,
+                       teacher: nn.Module | None = None) -> list[dict]:
+    """The structured student of notebook 04 distilled with FINETUNE's budget
+    (:func:`_structured_kd`), one cached model per (T, alpha), from the
+    baseline of ``seed``; ``teacher`` defaults to the kit's teacher ensemble.
+    Returns rows with ``T``, ``alpha``, ``val_loss`` and ``val_accuracy``
+    (the kept epoch's model on the validation split), ready for
+    :func:`choose_T_alpha`. Reads no test figure."""
+    check_int("seed", seed, 0)
+    if teacher is None:
+        teacher, _ = get_teacher_ensemble(data)
+    base, _ = get_baseline(data, seed=seed)
+    logits = _teacher_logits(teacher, data)
+    rows = []
+    for T in temperatures:
+        for alpha in alphas:
+            net = _structured_kd(data, base, teacher, T, alpha, seed, logits)
+            val = evaluate(net, data.X_val, data.y_val)
+            rows.append({"T": float(T), "alpha": float(alpha), "val_loss": val["loss"],
+                         "val_accuracy": val["accuracy"]})
+    return rows
+
+
+def structured_kd_runs(data: Dataset, T: float, alpha: float, seeds: Sequence[int] = SEEDS, *,
+                       teacher: nn.Module | None = None) -> list[float]:
+    """Test accuracy, for each seed's baseline, of the structured student
+    distilled at (``T``, ``alpha``) with FINETUNE's budget (cached), the budget
+    of "structured 128 -> 32 neurons"."""
+    if teacher is None:
+        teacher, _ = get_teacher_ensemble(data)
+    logits = _teacher_logits(teacher, data)
+    out = []
+    for s in seeds:
+        base, _ = get_baseline(data, seed=s)
+        out.append(_test(_structured_kd(data, base, teacher, T, alpha, s, logits), data))
+    return out
 
 
 def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,
@@ -558,8 +673,9 @@ def build_models(data: Dataset, *, seed: int = 0, teacher: nn.Module | None = No
     The baseline of ``seed`` and the distilled student (from ``teacher``,
     default the kit's teacher ensemble) come from the cache; the pruned variants are
     fine-tuned from the baseline (and cached too): :data:`FINETUNE` after
-    one-shot pruning, :data:`SFP` and :data:`GRADUAL`
-    for soft and gradual pruning. "structured 32 + distillation" gets exactly
+    one-shot pruning, :data:`SFP` and :data:`GRADUAL` for soft and gradual
+    pruning (the very models of :func:`sfp_vs_hard_runs` and
+    :func:`gradual_vs_oneshot_runs`). "structured 32 + distillation" gets exactly
     the budget of "structured 128 -> 32 neurons" (FINETUNE: same epochs, rate,
     batches, keep_best on validation); only its loss is the distillation loss
     (:data:`KD`). ``teacher_logits`` (the teacher's logits on the training
@@ -570,38 +686,22 @@ def build_models(data: Dataset, *, seed: int = 0, teacher: nn.Module | None = No
         teacher, _ = get_teacher_ensemble(data)
     base, _ = get_baseline(data, seed=seed)
     student, _ = get_student(data, seed=seed, teacher=teacher, **KD)
-    # distill trains with Adam itself (FINETUNE's optimizer); the rest of FINETUNE as is
-    kd_ft = {k: v for k, v in FINETUNE.items() if k != "optimizer"}
 
     def finetuned(model):
         _finetune(model, data, seed)
 
-    def copied(make):  # a method that returns a new model: copy its weights in
-        return lambda model: model.load_state_dict(make().state_dict())
-
-    def sfp():
-        return pruning.shrink(pruning.soft_filter_prune(base, data, seed=seed, **SFP)[0])
-
-    def gradual():
-        return pruning.gradual_prune(base, data, seed=seed, **GRADUAL)[0]
-
-    def distilled(model):
-        distillation.distill(model, teacher, data, logits=teacher_logits, seed=seed,
-                             progress=False, **KD, **kd_ft)
-
     made = {}
-    for key, build, fit, recipe in (
-            ("masked", lambda: pruning.magnitude_prune(base, PRUNE_AMOUNT), finetuned,
+    for key, build, recipe in (
+            ("masked", lambda: pruning.magnitude_prune(base, PRUNE_AMOUNT),
              {"amount": PRUNE_AMOUNT, **FINETUNE}),
-            ("structured", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), finetuned,
-             {"keep": STRUCTURED_KEEP, **FINETUNE}),
-            ("sfp", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), copied(sfp), SFP),
-            ("gradual", lambda: pruning.magnitude_prune(base, GRADUAL["final"]),
-             copied(gradual), GRADUAL),
-            ("structured-kd", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP), distilled,
-             {"keep": STRUCTURED_KEEP, **FINETUNE, **KD})):
-        made[key] = _cached(f"compare-{key}", build, fit, data=data, base=base, recipe=recipe,
-                            seed=seed, teacher=teacher if key == "structured-kd" else None)
+            ("structured", lambda: pruning.remove_neurons(base, STRUCTURED_KEEP),
+             {"keep": STRUCTURED_KEEP, **FINETUNE})):
+        made[key] = _cached(f"compare-{key}", build, finetuned, data=data, base=base,
+                            recipe=recipe, seed=seed, teacher=None)
+    made["sfp"] = _soft_pruned("sfp", base, data, seed)
+    made["gradual"] = _soft_pruned("gradual", base, data, seed)
+    made["structured-kd"] = _structured_kd(data, base, teacher, KD["T"], KD["alpha"], seed,
+                                           _teacher_logits(teacher, data, teacher_logits))
     masked, structured = made["masked"], made["structured"]
     return dict(zip(NAMES, (
         base, masked, make_permanent(masked), structured, made["sfp"],
