@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         peak, secs = run(floor_notebook(), nb_dir)
         results["floor_mb"] = round(peak, 1)
         print(f"{'kernel importing torch and the kit':40s} {peak:7.0f} MiB")
-        for path in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")):
+        for path in sorted(nb_dir.glob("*.ipynb")):
             if args.only and not any(path.name.startswith(o) for o in args.only):
                 continue
             if not args.warm:

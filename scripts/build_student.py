@@ -36,7 +36,7 @@ STUDENT = ROOT / "notebooks" / "student"
 
 def notebooks() -> list[Path]:
     """The instructor edition, in order."""
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def nbgrader(course: Path, *args: str) -> None:

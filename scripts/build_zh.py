@@ -24,7 +24,7 @@ build refuses, naming the notebook and the cell, until the translation is
 updated and its marker carries the new hash (the message gives it).
 
 The bilingual glossary has one source too, ``docs/glossary.md``: the build
-writes its table into the glossary cell of the English notebook 00 (English
+writes its table into the glossary cell of the English appendix A (English
 definitions) and into that cell's catalogue entry (Chinese definitions).
 
     python scripts/build_zh.py            # write notebooks/zh-CN/ (and student/)
@@ -98,7 +98,7 @@ def read_catalogue(path: Path) -> dict[str, Entry]:
     return entries
 
 
-GLOSSARY_CELL = ("00_background", "a2df06ee")  # (notebook, cell id) that holds the table
+GLOSSARY_CELL = ("A_article_errata", "a2df06ee")  # (notebook, cell id) that holds the table
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def read_glossary(path: Path) -> list[Term]:
 
 
 def glossary_cells(terms: list[Term]) -> tuple[str, str]:
-    """The glossary cell of notebook 00: (English source, Chinese translation)."""
+    """The glossary cell of appendix A: (English source, Chinese translation)."""
     def row(t: Term, definition: str) -> str:
         mark = " \\*" if t.in_article else ""
         return f"| {t.zh}{mark} | {t.en} | {definition} | {t.notebook} |"
@@ -166,7 +166,7 @@ class Layout:
 
     def notebooks(self) -> list[Path]:
         """The English instructor notebooks, in order."""
-        return sorted(self.english.glob("[0-9][0-9]_*.ipynb"))
+        return sorted(self.english.glob("*.ipynb"))
 
     def catalogue_of(self, nb: Path) -> Path:
         return self.catalogue / f"{nb.stem}.md"
@@ -210,7 +210,7 @@ def set_entry(path: Path, cell_id: str, en_hash: str, text: str) -> None:
 
 
 def sync_glossary(layout: Layout, write: bool) -> list[str]:
-    """Bring notebook 00's glossary cell (English) and its catalogue entry
+    """Bring appendix A's glossary cell (English) and its catalogue entry
     (Chinese) in line with ``docs/glossary.md``; return what was (or, without
     ``write``, would be) changed."""
     stem, cell_id = GLOSSARY_CELL

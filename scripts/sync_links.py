@@ -39,7 +39,7 @@ def repository() -> tuple[str, str]:
 
 
 def notebooks() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 # Per README: the folder of its notebooks, and the words of its links table.

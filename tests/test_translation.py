@@ -45,11 +45,11 @@ def _id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-def test_there_are_five_notebooks_in_each_edition():
+def test_there_are_six_notebooks_in_each_edition():
     assert [p.name for p in ENGLISH] == [
         "00_background.ipynb", "01_hard_pruning.ipynb", "02_soft_pruning.ipynb",
-        "03_distillation.ipynb", "04_comparison.ipynb"]
-    assert len(PAIRS) == 10  # instructor and student edition of each
+        "03_distillation.ipynb", "04_comparison.ipynb", "A_article_errata.ipynb"]
+    assert len(PAIRS) == 12  # instructor and student edition of each
 
 
 @pytest.mark.parametrize("nb", ENGLISH, ids=[p.stem for p in ENGLISH])
@@ -149,7 +149,7 @@ def test_the_glossary_has_40_terms_and_both_editions_carry_it():
     terms = build_zh.read_glossary(LAYOUT.glossary)
     assert len(terms) >= 40
     assert len({t.zh for t in terms}) == len(terms) and len({t.en for t in terms}) == len(terms)
-    assert {t.notebook for t in terms} <= {"00", "01", "02", "03", "04"}
+    assert {t.notebook for t in terms} <= {"00", "01", "02", "03", "04", "A"}
     assert all(t.definition_en and CJK.search(t.definition_zh) for t in terms)
     assert build_zh.sync_glossary(LAYOUT, write=False) == []
     stem, cell_id = build_zh.GLOSSARY_CELL
@@ -249,9 +249,9 @@ def test_a_changed_glossary_is_copied_into_both_editions(scratch):
     path.write_text(text.replace("| 剪掉绝对值最小的权重 |", "| 剪掉绝对值最小的那些权重 |"),
                     encoding="utf-8")
     assert build_zh.sync_glossary(scratch, write=False) == [
-        "translations/zh-CN/00_background.md (glossary cell a2df06ee)"]
+        "translations/zh-CN/A_article_errata.md (glossary cell a2df06ee)"]
     assert build_zh.main([], layout=scratch) == 0
-    _, = [c for c in nbformat.read(scratch.chinese / "00_background.ipynb", 4).cells
+    _, = [c for c in nbformat.read(scratch.chinese / "A_article_errata.ipynb", 4).cells
           if c.id == "a2df06ee" and "剪掉绝对值最小的那些权重" in c.source]
     assert build_zh.main(["--check"], layout=scratch) == 0
 
