@@ -166,21 +166,10 @@ def neuron_prune(model: MLP, amount: float, *, layer: str = "fc1", norm: int = 1
 
 
 @torch.no_grad()
-def _current(module: nn.Module, name: str) -> torch.Tensor:
-    """``module``'s parameter ``name`` as the next forward pass will use it.
-    Under ``torch.nn.utils.prune`` the attribute is recomputed from
-    ``name_orig * name_mask`` only in a forward pre-hook, so right after an
-    optimiser step it still holds the values of the step before."""
-    mask = getattr(module, f"{name}_mask", None)
-    if mask is None:
-        return getattr(module, name).detach()
-    return (getattr(module, f"{name}_orig") * mask).detach()
-
-
 def alive_neurons(model: MLP, layer: str = "fc1") -> torch.Tensor:
     """Indices of the neurons of ``layer`` whose incoming weight row is non-zero."""
     fc, _ = _hidden_layer(model, layer)
-    return torch.nonzero((_current(fc, "weight") != 0).any(dim=1)).flatten()
+    return torch.nonzero((fc.weight != 0).any(dim=1)).flatten()
 
 
 @torch.no_grad()
@@ -193,6 +182,7 @@ def shrink(model: MLP, *, layer: str | None = None) -> MLP:
     and its column in the next layer leaves the logits unchanged. ``layer``
     limits this to one hidden layer.
     """
+    model = clone(model)  # with every masked weight as the next forward pass uses it
     hidden_names = ([f"fc{i + 1}" for i in range(model.num_layers - 1)]
                     if isinstance(model, MLP) else [])
     targets = hidden_names if layer is None else [layer]
@@ -208,7 +198,7 @@ def shrink(model: MLP, *, layer: str | None = None) -> MLP:
     small.to(model.fc1.weight.device)
     prev_keep, prev_const = None, None
     for i, (src, dst) in enumerate(zip(model.layers(), small.layers())):
-        w, b = _current(src, "weight"), _current(src, "bias").clone()
+        w, b = src.weight.detach(), src.bias.detach().clone()
         if prev_keep is not None:
             b += w @ prev_const  # the dead neurons' constant outputs
             w = w[:, prev_keep]

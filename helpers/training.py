@@ -258,6 +258,8 @@ def train(model: nn.Module, data: Dataset, *, epochs: int = 10, lr: float = 1e-3
     bar.close()
     if keep_best:
         model.load_state_dict(best[1])
-        refresh_pruned_weights_(model)  # a masked weight is stale until the next forward
+    # A masked weight is stale after an optimiser step (or a load) until the
+    # next forward pass: leave the model as that pass will see it.
+    refresh_pruned_weights_(model)
     model.eval()
     return history

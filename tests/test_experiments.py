@@ -89,9 +89,7 @@ def test_same_budget_runs_equal_the_steps_by_hand(small, kind):
         train(hard, data, seed=seed, progress=False, **{
             **ex.FINETUNE, "epochs": recipe["epochs"], "lr": recipe["lr"], "keep_best": False,
             "evaluate_each_epoch": False})
-        # torch.nn.utils.prune recomputes .weight (orig * mask) only at a forward
-        # pass, so after the last optimizer step it is one step old: run one
-        # forward pass before reading the weights (shrink reads them).
+        # the trained model's logits, which shrinking must keep
         with torch.no_grad():
             trained_logits = hard(data.X_test)
         if kind == "sfp":
