@@ -1,15 +1,18 @@
 """Shared fixtures and helpers: an isolated cache per test, the embedded data
 loaded once, small datasets cut from it, a small trained teacher, IDX files
-written by hand, model-state comparisons and a free local port.
+written by hand, model-state comparisons, a free local port and the
+scripts in ``scripts/`` loaded as modules.
 
 Test files import the plain helpers with ``from conftest import ...``.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import shutil
 import socket
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +184,14 @@ def teacher(small):
     net = mlp(16, seed=1)
     train(net, small, epochs=1, progress=False, evaluate_each_epoch=False, device="cpu")
     return net
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (loaded once; ``scripts/`` is no package)."""
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+    return sys.modules[name]

@@ -22,11 +22,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 QUOTES = ROOT / "tests" / "article_quotes.txt"
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed"
 
-CJK = re.compile(r"[\u4e00-\u9fff]")
+CJK = load_script("build_zh").CJK
 WIDE = r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"
 ZH_QUOTE = re.compile(r"「([^「」]*)」")
 EN_QUOTE = re.compile(r'"([^"]*)"')

@@ -1,19 +1,17 @@
 """README's Colab/Binder links and the notebooks' Colab cells follow pyproject's address."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sync():
-    spec = importlib.util.spec_from_file_location("sync_links", ROOT / "scripts" / "sync_links.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("sync_links")
 
 
 def test_links_and_colab_cells_match_the_repository_setting():

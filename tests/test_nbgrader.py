@@ -11,17 +11,16 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("build_student", ROOT / "scripts" / "build_student.py")
-build_student = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_student)
+build_student = load_script("build_student")
 
 pytest.importorskip("nbgrader", reason="pip install -r requirements.txt installs nbgrader")
 

@@ -10,30 +10,21 @@ Chinese, and that the staleness check names the cell that changed.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from jupyterlab_server.translation_utils import get_language_packs
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-build_zh = _load("build_zh")
+build_zh = load_script("build_zh")
 LAYOUT = build_zh.Layout(ROOT)
 ENGLISH = LAYOUT.notebooks()
 PAIRS = build_zh.pairs(LAYOUT)
