@@ -12,7 +12,15 @@ outputs removed, test cells locked) to ``notebooks/student/``.
 
     python scripts/build_student.py                 # write notebooks/student/
     python scripts/build_student.py --check         # exit 1 if it is out of date
-    python scripts/build_student.py --course DIR    # also leave a ready course in DIR
+    python scripts/build_student.py --course DIR    # lay out a course in DIR (and only there)
+    python scripts/build_student.py --course DIR --source PRIVATE
+                                                    # the course from a private copy of notebooks/
+
+``--course`` leaves ``notebooks/student/`` alone: the course's ``release/``
+holds what students get, its ``source/`` the solutions and hidden tests.
+With ``--source``, the instructor notebooks come from ``PRIVATE`` (a copy of
+``notebooks/`` whose hidden tests and solutions an instructor who grades for
+credit has changed, kept out of any public repository).
 
 nbgrader runs ``alembic`` to create its gradebook, so this Python's ``bin/``
 is put first on ``PATH`` for it.
@@ -34,9 +42,9 @@ CONFIG = ROOT / "course" / "nbgrader_config.py"
 STUDENT = ROOT / "notebooks" / "student"
 
 
-def notebooks() -> list[Path]:
-    """The instructor edition, in order."""
-    return sorted((ROOT / "notebooks").glob("*.ipynb"))
+def notebooks(source: Path | None = None) -> list[Path]:
+    """The instructor edition (or the one in ``source``), in order."""
+    return sorted((source or ROOT / "notebooks").glob("*.ipynb"))
 
 
 def nbgrader(course: Path, *args: str) -> None:
@@ -60,13 +68,17 @@ def source_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
-def make_course(course: Path) -> list[str]:
+def make_course(course: Path, source: Path | None = None) -> list[str]:
     """Lay out an nbgrader course in ``course``: the config, and each notebook
-    as the source of an assignment named after it. Return the assignment names."""
+    (of ``notebooks/``, or of ``source``) as the source of an assignment named
+    after it. Return the assignment names."""
+    found = notebooks(source)
+    if not found:
+        raise ValueError(f"source must be a folder of notebooks, {source} holds none")
     course.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CONFIG, course / "nbgrader_config.py")
     names = []
-    for nb in notebooks():
+    for nb in found:
         src = course / "source" / nb.stem
         src.mkdir(parents=True, exist_ok=True)
         nbformat.write(source_notebook(nb), src / nb.name)
@@ -74,10 +86,10 @@ def make_course(course: Path) -> list[str]:
     return names
 
 
-def release(course: Path) -> dict[str, bytes]:
+def release(course: Path, source: Path | None = None) -> dict[str, bytes]:
     """Generate every assignment of ``course``; return {file name: released notebook}."""
     out = {}
-    for name in make_course(course):
+    for name in make_course(course, source):
         nbgrader(course, "generate_assignment", name, "--force")
         out[f"{name}.ipynb"] = (course / "release" / name / f"{name}.ipynb").read_bytes()
     return out
@@ -111,12 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if notebooks/student/ differs from a fresh build")
     parser.add_argument("--course", type=Path,
-                        help="lay out an nbgrader course here (config, source/, release/)")
+                        help="lay out an nbgrader course here (config, source/, release/); "
+                             "notebooks/student/ is left alone")
+    parser.add_argument("--source", type=Path,
+                        help="with --course: take the instructor notebooks from this folder "
+                             "(a private copy of notebooks/) instead of notebooks/")
     args = parser.parse_args(argv)
+    if args.source and not args.course:
+        parser.error("--source needs --course (notebooks/student/ is built from notebooks/ only)")
     if args.course:
-        built = release(args.course.resolve())
-    else:
-        built = build()
+        if args.check:
+            parser.error("--check compares notebooks/student/ with a fresh build; "
+                         "leave out --course")
+        built = release(args.course.resolve(), args.source.resolve() if args.source else None)
+        print(f"laid out {len(built)} assignments in {args.course}: source/ (solutions and "
+              "hidden tests: never hand it out), release/ (what students get)")
+        return 0
+    built = build()
     if args.check:
         bad = stale(built)
         if bad:

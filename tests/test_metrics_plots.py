@@ -1,4 +1,4 @@
-"""Tests for helpers.metrics, helpers.plots and helpers.exercises."""
+"""Tests for helpers.metrics and helpers.plots (helpers.exercises: test_exercises.py)."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torch.nn.utils import prune
 
-from helpers import exercises, metrics, plots
+from helpers import metrics, plots
 from helpers.models import baseline_mlp, mlp
 
 
@@ -127,43 +127,6 @@ def test_plots_return_figures_and_check_arguments():
     assert len(plots.digit_grid(X, y, [str(i) for i in range(10)], per_class=2).axes) == 20
     with pytest.raises(ValueError, match="per_class"):
         plots.digit_grid(X, y, [str(i) for i in range(10)], per_class=0)
-
-
-def _message(got, want, **kw) -> str:
-    with pytest.raises(AssertionError) as caught:
-        exercises.same(got, want, "x", **kw)
-    return str(caught.value)
-
-
-def test_same_passes_equal_results_and_respects_tolerances():
-    w = torch.arange(12.0).view(3, 4)
-    exercises.same(w.clone(), w)
-    exercises.same(w.numpy(), w)                       # an array is compared by value
-    exercises.same(w + 1e-7, w, atol=1e-6)
-    exercises.same(w * (1 + 1e-5), w, rtol=1e-4)
-    exercises.same((3, 4.0, {"a": torch.ones(2)}), (3, 4.0, {"a": torch.ones(2)}))
-    exercises.same(torch.tensor(0.5), 0.5)             # a one-element tensor is a number
-    exercises.same(torch.tensor([True, False]), torch.tensor([1.0, 0.0]))
-
-
-def test_same_says_what_is_wrong():
-    w = torch.arange(12.0).view(3, 4)
-    assert _message(w.T, w) == "x has shape (4, 3), expected (3, 4)"
-    bad = w.clone()
-    bad[1, 2] += 0.5
-    bad[2, 3] -= 2.0
-    assert _message(bad, w) == "x[2, 3] is 9, expected 11 (off by -2; 2 of 12 elements differ)"
-    assert _message(3, 4) == "x is 3, expected 4 (off by -1)"
-    assert _message(0.3, 0.25, atol=0.01).startswith("x is 0.3, expected 0.25 (off by +0.05")
-    assert _message((1, 2), (1, 3)) == "x[1] is 2, expected 3 (off by -1)"
-    assert _message({"a": 1}, {"b": 1}) == "x should have the keys ['b'], got ['a']"
-    assert _message([1], (1, 2)) == "x should have 2 items, got 1"
-    assert _message(None, 3) == "x should be a number, got NoneType None"
-    assert _message([1.0, 2.0], torch.ones(2)) == "x should be a Tensor, got list"
-    assert _message(torch.tensor([1.0, float("nan")]), torch.ones(2)) == "x[1] is nan, expected 1"
-    assert _message("fc1", "fc2") == "x is 'fc1', expected 'fc2'"
-    with pytest.raises(ValueError, match="atol"):
-        exercises.same(1, 1, atol=-1)
 
 
 def test_soft_pruning_plots_draw_what_their_history_holds():
