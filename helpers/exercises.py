@@ -189,13 +189,13 @@ def _same_array(got, want, what, atol, rtol) -> None:
         at = tuple(torch.nonzero(excess == worst)[0].tolist())
         n_bad = int(bad.sum())
         gv, wv = g[at].item(), w[at].item()
-        detail = ""
+        count = f"{n_bad} of {w.numel()} elements differ"
         if isinstance(gv, float) and math.isfinite(gv) and math.isfinite(wv):
-            detail = f" (off by {gv - wv:+.3g}; {n_bad} of {w.numel()} elements differ)"
-        elif isinstance(gv, (int, bool)) and not isinstance(gv, bool):
-            detail = f" (off by {gv - wv:+}; {n_bad} of {w.numel()} elements differ)"
+            detail = f" (off by {gv - wv:+.3g}; {count})"
+        elif isinstance(gv, int) and not isinstance(gv, bool):
+            detail = f" (off by {gv - wv:+}; {count})"
         else:
-            detail = f" ({n_bad} of {w.numel()} elements differ)"
+            detail = f" ({count})"
         raise AssertionError(f"{what}{list(at)} is {_show(gv)}, expected {_show(wv)}{detail}")
 
 
