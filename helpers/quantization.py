@@ -23,6 +23,8 @@ class Int8Linear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         w = linear.weight.detach().float()
+        if not torch.isfinite(w).all():
+            raise ValueError("linear must have finite weights to quantise (no inf or NaN)")
         scale = w.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127  # (out,)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("weight_int8",
@@ -46,11 +48,18 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """Return a copy of ``model`` with every ``nn.Linear`` replaced by :class:`Int8Linear`.
 
     Pruning masks are baked in first, so pruned weights quantise to exact zeros.
+    ``model`` must have at least one ``nn.Linear`` layer, every weight finite.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     net = make_permanent(model)
     targets = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not targets:
         raise ValueError("model must contain at least one nn.Linear layer")
+    for name, m in targets:
+        if not torch.isfinite(m.weight).all():
+            raise ValueError(f"model must have finite weights to quantise; {name}.weight "
+                             "holds inf or NaN")
     for name, m in targets:
         parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
         setattr(parent, name.rpartition(".")[2], Int8Linear(m))
@@ -58,10 +67,15 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def max_rounding_error(model: nn.Module, quantized: nn.Module) -> float:
-    """The largest |w - dequantised w| over the quantised layers (at most scale / 2)."""
+    """The largest |w - dequantised w| over the quantised layers (at most scale / 2);
+    ``quantized`` must be ``quantize_int8(model)``."""
     ref = dict(make_permanent(model).named_modules())
-    worst = 0.0
-    for name, m in quantized.named_modules():
-        if isinstance(m, Int8Linear):
-            worst = max(worst, (ref[name].weight.detach() - m.weight).abs().max().item())
-    return worst
+    layers = {n: m for n, m in quantized.named_modules() if isinstance(m, Int8Linear)}
+    for name, m in layers.items():
+        if not isinstance(ref.get(name), nn.Linear) or ref[name].weight.shape != m.weight.shape:
+            raise ValueError(f"quantized must be quantize_int8(model); its {name} matches no "
+                             "linear layer of model")
+    if not layers:
+        raise ValueError("quantized must be quantize_int8(model), with Int8Linear layers; "
+                         "it has none")
+    return max((ref[n].weight.detach() - m.weight).abs().max().item() for n, m in layers.items())
