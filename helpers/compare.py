@@ -64,7 +64,12 @@ def measure(name: str, model: nn.Module, *, latency: bool = True,
 
 def accuracy_columns(accuracies: Sequence[float]) -> dict:
     """``accuracy_mean``, ``accuracy_std`` (sample std; NaN for a single run) and
-    ``seeds`` (how many runs) of per-seed test accuracies (at least one)."""
+    ``seeds`` (how many runs) of per-seed test accuracies (at least one, each
+    a finite number)."""
+    if isinstance(accuracies, (str, bytes)) or not all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+            for a in accuracies):
+        raise ValueError(f"accuracies must be finite numbers, got {accuracies!r}")
     acc = [float(a) for a in accuracies]
     if not acc:
         raise ValueError("accuracies must hold at least one value, got none")
@@ -86,7 +91,9 @@ def comparison(data: Dataset, *, seeds: Sequence[int] = SEEDS, latency: bool = T
     ``models`` are the first seed's models (and the teacher); ``accuracies``
     the per-seed test accuracies, for ``stats.verdict``.
     """
-    seeds = list(seeds)
+    if isinstance(seeds, (str, bytes, int)):
+        raise TypeError(f"seeds must be a sequence of at least 2 seeds, got {seeds!r}")
+    seeds = [check_int("seeds' item", s, 0) for s in seeds]
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least 2 seeds (mean ± std), got {seeds}")
     teacher, _ = get_teacher_ensemble(data)
@@ -113,8 +120,13 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str] = COLUMNS) -> s
     ``accuracy_mean`` and ``accuracy_std`` are shown as one column,
     ``accuracy`` ("95.1% ± 0.3": mean ± std over seeds, in points; "(1 run)"
     where there is one), and each latency as its median with the interquartile
-    range ("0.312 (IQR 0.004)", ms).
+    range ("0.312 (IQR 0.004)", ms). ``rows``: at least one; ``columns``: a
+    sequence of column names.
     """
+    if not rows:
+        raise ValueError("rows must hold at least one row, got none")
+    if isinstance(columns, str):
+        raise TypeError(f"columns must be a sequence of column names, got {columns!r}")
     def fmt(key, r):
         v = r.get(key, "")
         if key == "accuracy":

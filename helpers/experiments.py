@@ -21,7 +21,7 @@ the test split.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ from .checkpoints import (final_record, load_checkpoint, load_or_train, model_fi
 from .data import Dataset, load_dataset
 from .distillation import stacked_distillation_loss
 from .models import MLP, Ensemble, MLPStack, baseline_mlp, make_permanent, mlp, small_cnn
+from .pruning import _amounts, _check_amount, _dataset, _number
 from .quantization import quantize_int8
 from .training import best_epoch, evaluate, get_device, logits_of, train
 
@@ -100,6 +101,30 @@ LATENCY_BATCHES = (1, 256)
 LATENCY_THREADS = 1
 
 
+# --- checks shared by the functions below ----------------------------------------------
+
+def _sequence(name: str, values, what: str) -> list:
+    """``values`` as a non-empty list (a str, a number or a 0-d tensor is refused)."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable) or (
+            isinstance(values, torch.Tensor) and values.ndim == 0):
+        raise TypeError(f"{name} must be a sequence of {what}, got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} must hold at least one of {what}, got none")
+    return values
+
+
+def _seeds(seeds) -> list[int]:
+    """A non-empty sequence of seeds, each an integer >= 0."""
+    return [check_int("seeds' item", s, 0) for s in _sequence("seeds", seeds, "integers >= 0")]
+
+
+def _numbers(name: str, values, low: float, **open_ends) -> list[float]:
+    """A non-empty sequence of finite numbers >= ``low`` (> ``low`` if ``low_open``)."""
+    what = f"numbers {'>' if open_ends.get('low_open') else '>='} {low:g}"
+    return [_number(f"{name}' item", v, low, **open_ends) for v in _sequence(name, values, what)]
+
+
 # --- the shared models: baselines and teachers ---------------------------------------
 
 def _recipe_model(name: str, build, recipe: dict, data: Dataset | None, seed: int,
@@ -137,7 +162,7 @@ def get_teacher(data: Dataset | None = None, *, seed: int = 0, progress: bool = 
 def get_teachers(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
                  device=None) -> list[tuple[nn.Module, dict]]:
     """:func:`get_teacher` for each of ``seeds`` (default :data:`SEEDS`), cached."""
-    return [get_teacher(data, seed=s, progress=progress, device=device) for s in seeds]
+    return [get_teacher(data, seed=s, progress=progress, device=device) for s in _seeds(seeds)]
 
 
 def get_teacher_ensemble(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
@@ -152,7 +177,7 @@ def get_teacher_ensemble(data: Dataset | None = None, *, seeds=SEEDS, progress: 
 def get_baselines(data: Dataset | None = None, *, seeds=SEEDS, progress: bool = False,
                   device=None) -> list[tuple[nn.Module, dict]]:
     """:func:`get_baseline` for each of ``seeds`` (default :data:`SEEDS`), cached."""
-    return [get_baseline(data, seed=s, progress=progress, device=device) for s in seeds]
+    return [get_baseline(data, seed=s, progress=progress, device=device) for s in _seeds(seeds)]
 
 
 # --- students, distilled or from the labels alone ---------------------------------
@@ -186,13 +211,15 @@ def train_students(data: Dataset, specs, *, teacher: nn.Module | None = None,
     cache key holds the data split's and the teacher's fingerprints.
     """
     recipe = _student_recipe(recipe)
+    _dataset(data)
     checked = []
-    for T, a, s in specs:
-        T, a = check_float("T", T, 0.0, low_open=True), check_float("alpha", a, 0.0, 1.0)
+    for spec in _sequence("specs", specs, "(T, alpha, seed) triples"):
+        if not isinstance(spec, (tuple, list)) or len(spec) != 3:
+            raise ValueError(f"specs must hold (T, alpha, seed) triples, got {spec!r}")
+        T, a, s = spec
+        T, a = _number("T", T, 0.0, low_open=True), _number("alpha", a, 0.0, 1.0)
         checked.append((1.0 if a == 0 else T, a, check_int("seed", s, 0)))  # T unused at 0
     specs = checked
-    if not specs:
-        raise ValueError("specs must hold at least one (T, alpha, seed)")
     if teacher is None and any(a for _, a, _ in specs):
         teacher, _ = get_teacher_ensemble(data)
     teacher_key = None if teacher is None else model_fingerprint(teacher)
@@ -265,7 +292,9 @@ def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
     ``val_accuracy`` and ``val_loss`` (the last epoch's, on the validation
     split: what a choice may read), ``test_accuracy`` and ``history``."""
-    pairs = [(float(T), float(alpha)) for T in temperatures for alpha in alphas]
+    temperatures = _numbers("temperatures", temperatures, 0.0, low_open=True)
+    alphas = _numbers("alphas", alphas, 0.0)
+    pairs = [(T, alpha) for T in temperatures for alpha in alphas]
     students = train_students(data, [(T, a, seed) for T, a in pairs], teacher=teacher,
                               recipe=recipe)
     rows = []
@@ -274,6 +303,18 @@ def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
                      "val_accuracy": rec["history"][-1]["val_accuracy"],
                      "val_loss": rec["history"][-1]["val_loss"],
                      "test_accuracy": rec["test_accuracy"], "history": rec["history"]})
+    return rows
+
+
+def _rows(rows, keys: Sequence[str], what: str = "rows") -> list[Mapping]:
+    """``rows`` as a non-empty list of mappings, each with a real number under every key."""
+    rows = _sequence("rows", rows, what)
+    for r in rows:
+        if not isinstance(r, Mapping) or any(k not in r for k in keys):
+            raise ValueError(f"rows must be mappings with keys {list(keys)}, got {r!r}"[:300])
+        for k in keys:
+            if isinstance(r[k], bool) or not isinstance(r[k], (int, float)):
+                raise ValueError(f"rows must hold numbers under {k!r}, got {r[k]!r}")
     return rows
 
 
@@ -287,8 +328,11 @@ def choose_T_alpha(rows) -> tuple[float, float]:
     loss also weighs how confident each answer is, so it ranks them with
     less noise.
     """
-    if not rows:
-        raise ValueError("rows must hold at least one distillation_grid row")
+    rows = _rows(rows, ("T", "alpha", "val_loss"), "distillation_grid rows")
+    nan = [r for r in rows if not math.isfinite(r["val_loss"])]
+    if nan:
+        raise ValueError(f"rows must have a finite val_loss each; T={nan[0]['T']}, "
+                         f"alpha={nan[0]['alpha']} has {nan[0]['val_loss']}")
     best = min(rows, key=lambda r: (r["val_loss"], r["T"], r["alpha"]))
     return best["T"], best["alpha"]
 
@@ -300,7 +344,7 @@ def regularised_model(data: Dataset, penalty: str, lam: float, *, seed: int = 0,
     """Return ``(net, record)``: the baseline MLP trained with ``BASELINE_RECIPE``
     plus an L1 or L2 penalty of weight ``lam`` >= 0; cached on disk."""
     check_choice("penalty", penalty, ("l1", "l2"))
-    lam = check_float("lam", lam, 0.0)
+    lam = _number("lam", lam, 0.0)
     recipe = {**BASELINE_RECIPE, "penalty": penalty if lam else None, "lam": lam}
     return _recipe_model("regularised", baseline_mlp, recipe, data, seed, progress, None)
 
@@ -309,8 +353,13 @@ def regularisation_sweep(data: Dataset, penalty: str, lams: Sequence[float] = RE
                          seed: int = 0, near_zero: float = NEAR_ZERO) -> list[dict]:
     """Train (or load) one regularised MLP per λ; return one row per λ:
     ``lam``, ``accuracy`` (test), ``val_accuracy``, ``near_zero`` (share of fc1
-    weights with ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU)."""
-    check_float("near_zero", near_zero, 0.0, low_open=True)
+    weights with ``|w| < near_zero``) and ``weights`` (fc1's weights, on the CPU).
+    ``lams``: a non-empty sequence of λ > 0 (the rows feed a log-scale slider;
+    λ = 0 is ``regularised_model(data, penalty, 0)``, the plain recipe)."""
+    check_choice("penalty", penalty, ("l1", "l2"))
+    lams = _numbers("lams", lams, 0.0, low_open=True)
+    check_int("seed", seed, 0)
+    _number("near_zero", near_zero, 0.0, low_open=True)
     rows = []
     for lam in lams:
         net, rec = regularised_model(data, penalty, lam, seed=seed)
@@ -323,12 +372,19 @@ def regularisation_sweep(data: Dataset, penalty: str, lams: Sequence[float] = RE
 
 def nearest_row(rows: Sequence[Mapping], key: str, value: float, *, log: bool = False) -> Mapping:
     """The row of a sweep whose ``row[key]`` is nearest ``value`` (in log space if
-    ``log``): what a slider between a sweep's stops shows."""
-    if not rows:
-        raise ValueError("rows must hold at least one row, got none")
+    ``log``): what a slider between a sweep's stops shows. ``value`` and every
+    ``row[key]`` must be finite numbers, > 0 if ``log``."""
+    rows = _rows(rows, (key,))
+    low = 0.0 if log else -math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value > low):
+        raise ValueError(f"{key} (value) must be a finite number{' > 0 (a log scale)' * log}, "
+                         f"got {value!r}")
+    bad = [r[key] for r in rows if not (math.isfinite(r[key]) and r[key] > low)]
+    if bad:
+        raise ValueError(f"rows' {key} must be finite numbers{' > 0 (a log scale)' * log}, "
+                         f"got {bad[0]!r}")
     if log:
-        if value <= 0:
-            raise ValueError(f"{key} must be > 0 on a log scale, got {value!r}")
         return min(rows, key=lambda r: abs(math.log(r[key]) - math.log(value)))
     return min(rows, key=lambda r: abs(r[key] - value))
 
@@ -340,10 +396,14 @@ def amount_point(model: nn.Module, data: Dataset, amount: float, *,
     """Prune a copy of ``model`` by ``amount``; return ``amount``, ``accuracy``
     (right after pruning), ``accuracy_finetuned`` (after ``finetune_epochs`` >= 1
     with the masks kept) and ``surviving`` (the non-zero weights of the first
-    named layer after fine-tuning, on the CPU)."""
+    named layer after fine-tuning, on the CPU). Every argument is checked
+    before any training."""
     check_int("finetune_epochs", finetune_epochs, 1)
+    _number("lr", lr, 0.0, low_open=True)
+    check_int("seed", seed, 0)
+    _dataset(data)
     pruned = pruning.magnitude_prune(model, amount, layers=layers)  # checks amount and layers
-    first = layers if isinstance(layers, str) else layers[0]
+    first = layers if isinstance(layers, str) else list(layers)[0]
     acc = evaluate(pruned, data.X_test, data.y_test)["accuracy"]
     train(pruned, data, epochs=finetune_epochs, lr=lr, seed=seed, progress=False,
           evaluate_each_epoch=False)
@@ -354,7 +414,11 @@ def amount_point(model: nn.Module, data: Dataset, amount: float, *,
 
 
 def amount_sweep(model: nn.Module, data: Dataset, amounts: Sequence[float], **kwargs) -> list[dict]:
-    """:func:`amount_point` for each of ``amounts`` (same keyword arguments)."""
+    """:func:`amount_point` for each of ``amounts`` (a non-empty sequence in
+    [0, 1); same keyword arguments)."""
+    amounts = _amounts(amounts)
+    pruning._check_leaves_weights(pruning._layers(model, kwargs.get("layers", ("fc1",))),
+                                  max(amounts))
     return [amount_point(model, data, a, **kwargs) for a in amounts]
 
 
@@ -376,14 +440,14 @@ def _finetune(model: nn.Module, data: Dataset, seed: int, **overrides) -> nn.Mod
 
 def baseline_runs(data: Dataset, seeds: Sequence[int] = SEEDS) -> list[float]:
     """Test accuracy of the cached baseline for each seed."""
-    return [get_baseline(data, seed=s)[1]["test_accuracy"] for s in seeds]
+    return [get_baseline(data, seed=s)[1]["test_accuracy"] for s in _seeds(seeds)]
 
 
 def _prune_finetune_runs(data: Dataset, seeds: Sequence[int], prune) -> dict[str, list[float]]:
     """``prune(baseline)`` (a pruned copy) then fine-tuned, for each seed's
     baseline: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
     out = {"baseline": [], "pruned": [], "finetuned": []}
-    for s in seeds:
+    for s in _seeds(seeds):
         base, rec = get_baseline(data, seed=s)
         net = prune(base)
         out["baseline"].append(rec["test_accuracy"])
@@ -396,6 +460,7 @@ def unstructured_runs(data: Dataset, seeds: Sequence[int] = SEEDS,
                       amount: float = PRUNE_AMOUNT) -> dict[str, list[float]]:
     """``amount`` of fc1 pruned by magnitude, then fine-tuned, for each seed's
     baseline: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
+    pruning._check_leaves_weights({"fc1": baseline_mlp().fc1}, _check_amount(amount))
     return _prune_finetune_runs(data, seeds, lambda b: pruning.magnitude_prune(b, amount))
 
 
@@ -403,6 +468,7 @@ def structured_runs(data: Dataset, seeds: Sequence[int] = SEEDS,
                     keep: int = STRUCTURED_KEEP) -> dict[str, list[float]]:
     """fc1 cut to its ``keep`` strongest neurons (a smaller network), then
     fine-tuned: ``{"baseline", "pruned", "finetuned"}`` test accuracies."""
+    check_int("keep", keep, 1, baseline_mlp().fc1.out_features)
     return _prune_finetune_runs(data, seeds, lambda b: pruning.remove_neurons(b, keep))
 
 
@@ -417,6 +483,10 @@ def choose_l1_threshold(data: Dataset, lams: Sequence[float] = REG_LAMBDAS,
     ``tolerance`` below the plain baseline's. Returns ``lam``, ``threshold``,
     ``sparsity`` and ``rows`` (every pair tried, with ``val_accuracy``).
     """
+    lams = _numbers("lams", lams, 0.0)
+    thresholds = _numbers("thresholds", thresholds, 0.0)
+    _number("tolerance", tolerance, 0.0, 1.0)
+    check_int("seed", seed, 0)
     base, _ = get_baseline(data, seed=seed)
     floor = _val(base, data) - tolerance
     rows = []
@@ -440,8 +510,9 @@ def l1_vs_magnitude_runs(data: Dataset, lam: float, threshold: float,
     """For each seed: the L1-trained model pruned by ``threshold``, and the plain
     baseline magnitude-pruned to the same fc1 sparsity, both without
     fine-tuning: ``{"sparsity", "l1", "plain"}``."""
+    lam, threshold = _number("lam", lam, 0.0), _number("threshold", threshold, 0.0)
     out = {"sparsity": [], "l1": [], "plain": []}
-    for s in seeds:
+    for s in _seeds(seeds):
         l1_net, _ = regularised_model(data, "l1", lam, seed=s)
         cut = pruning.threshold_prune(l1_net, threshold)
         sp = pruning.sparsity(cut)["fc1"]
@@ -507,7 +578,7 @@ def _same_budget_runs(data: Dataset, seeds: Sequence[int], kind: str,
     the test accuracy of each, under ``names`` (soft first). Every model is
     cached."""
     out = {names[0]: [], names[1]: []}
-    for s in seeds:
+    for s in _seeds(seeds):
         base, _ = get_baseline(data, seed=s)
         out[names[0]].append(_test(_soft_pruned(kind, base, data, s), data))
         out[names[1]].append(_test(_hard_pruned(kind, base, data, s), data))
@@ -571,6 +642,9 @@ def structured_kd_grid(data: Dataset, temperatures: Sequence[float] = STRUCTURED
     (the kept epoch's model on the validation split), ready for
     :func:`choose_T_alpha`. Reads no test figure."""
     check_int("seed", seed, 0)
+    temperatures = _numbers("temperatures", temperatures, 0.0, low_open=True)
+    alphas = [_number("alphas' item", a, 0.0, 1.0) for a in
+              _sequence("alphas", alphas, "numbers in [0, 1]")]
     if teacher is None:
         teacher, _ = get_teacher_ensemble(data)
     base, _ = get_baseline(data, seed=seed)
@@ -590,6 +664,8 @@ def structured_kd_runs(data: Dataset, T: float, alpha: float, seeds: Sequence[in
     """Test accuracy, for each seed's baseline, of the structured student
     distilled at (``T``, ``alpha``) with FINETUNE's budget (cached), the budget
     of "structured 128 -> 32 neurons"."""
+    T, alpha = _number("T", T, 0.0, low_open=True), _number("alpha", alpha, 0.0, 1.0)
+    seeds = _seeds(seeds)
     if teacher is None:
         teacher, _ = get_teacher_ensemble(data)
     logits = _teacher_logits(teacher, data)
@@ -614,6 +690,8 @@ def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,
     images of ``cls`` recognised), ``others_before``, ``others_after``
     (accuracy on the other test images) and ``shift``.
     """
+    seeds = _seeds(seeds)
+    T, alpha = _number("T", T, 0.0, low_open=True), _number("alpha", alpha, 0.0, 1.0)
     without = distillation.without_class(data, cls)
     teacher, _ = get_teacher_ensemble(data)
     prior = 1 / len(data.classes)
@@ -644,7 +722,7 @@ def student_runs(data: Dataset, T: float, alpha: float,
     ``last`` (test accuracy after the last epoch), ``best`` (after the epoch of
     best validation accuracy), ``best_epoch`` and ``val_curves`` (each seed's
     validation accuracy per epoch)."""
-    out = {}
+    out, seeds = {}, _seeds(seeds)
     trained = train_students(data, [(T, a, s) for a in (0.0, alpha) for s in seeds])
     for k, name in enumerate(("labels only", "distilled")):
         recs = [r for _, r in trained[k * len(seeds):(k + 1) * len(seeds)]]
@@ -737,8 +815,17 @@ def sparsity_curves(base: nn.Module, data: Dataset, amounts: Sequence[float], *,
     removed, still dense) and by whole neurons (a smaller network); and
     ``unstructured_latency_ms`` / ``structured_latency_ms`` with their
     ``..._iqr_ms``, the batch-256 forward pass of each at ``threads`` threads.
-    One seed (``seed``): a curve, not a comparison over seeds.
+    One seed (``seed``): a curve, not a comparison over seeds. ``base``: an
+    MLP; ``amounts``: a non-empty sequence in [0, 1).
     """
+    amounts = _amounts(amounts)
+    if not isinstance(base, MLP):
+        raise ValueError(f"base must be a helpers.models.MLP, got {type(base).__name__}")
+    pruning._check_leaves_weights({"fc1": base.fc1}, max(amounts))
+    check_int("seed", seed, 0)
+    check_int("threads", threads, 1)
+    _number("min_run_time", min_run_time, 0.0, low_open=True)
+    _dataset(data)
     rows = []
     n = base.fc1.out_features
     for a in amounts:

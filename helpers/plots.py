@@ -20,8 +20,15 @@ from .experiments import NEAR_ZERO, nearest_row
 
 def digit_grid(X: torch.Tensor, y: torch.Tensor, classes: Sequence[str], *,
                per_class: int = 8, mean: float = 0.0, std: float = 1.0) -> Figure:
-    """A grid of ``per_class`` images of each class: one row per class."""
+    """A grid of ``per_class`` images of each class: one row per class.
+    ``X``: (N, 784) or (N, 1, 28, 28) images; ``y``: their N labels."""
     check_int("per_class", per_class, 1, 30)
+    if not len(classes):
+        raise ValueError("classes must name at least one class, got none")
+    if not (torch.is_tensor(X) and torch.is_tensor(y) and X.ndim >= 2 and len(X) == len(y)
+            and X[0].numel() == 784):
+        raise ValueError("X must be N images of 28 x 28 pixels and y their N labels, got "
+                         f"shapes {getattr(X, 'shape', X)} and {getattr(y, 'shape', y)}")
     n_cls = len(classes)
     fig = Figure(figsize=(per_class * 0.55, n_cls * 0.55), dpi=80)
     axes = fig.subplots(n_cls, per_class, squeeze=False)
@@ -37,6 +44,14 @@ def digit_grid(X: torch.Tensor, y: torch.Tensor, classes: Sequence[str], *,
     return fig
 
 
+def _check_weights(weights: Mapping[str, torch.Tensor]) -> None:
+    if not weights:
+        raise ValueError("weights must hold at least one tensor, got an empty mapping")
+    for label, w in weights.items():
+        if not torch.is_tensor(w) or not w.numel():
+            raise ValueError(f"weights must be non-empty tensors; {label!r} is {w!r}"[:200])
+
+
 def weight_histogram(weights: torch.Tensor | Mapping[str, torch.Tensor], *, bins: int = 100,
                      near_zero: float = 0.01, log: bool = False, title: str | None = None) -> Figure:
     """Histogram(s) of weight values, each panel marking the band |w| < ``near_zero``.
@@ -48,8 +63,7 @@ def weight_histogram(weights: torch.Tensor | Mapping[str, torch.Tensor], *, bins
     check_float("near_zero", near_zero, 0.0)
     if isinstance(weights, torch.Tensor):
         weights = {"weights": weights}
-    if not weights:
-        raise ValueError("weights must hold at least one tensor, got an empty mapping")
+    _check_weights(weights)
     n = len(weights)
     fig = Figure(figsize=(4.2 * n, 3.0), dpi=80, layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
@@ -94,8 +108,9 @@ def regularisation_view(rows: Sequence[Mapping], lam: float, *, label: str = "L1
     ``reference``); right: test accuracy and near-zero share against λ.
 
     ``rows`` come from ``experiments.regularisation_sweep`` (keys lam, accuracy,
-    near_zero, weights).
+    near_zero, weights); ``lam`` > 0.
     """
+    check_float("near_zero", near_zero, 0.0)
     row = nearest_row(rows, "lam", lam, log=True)
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
     ax_h, ax_c = fig.subplots(1, 2)
@@ -128,6 +143,8 @@ def amount_view(grid: Sequence[Mapping], current: Mapping) -> Figure:
 
     ``grid`` and ``current`` are rows of ``experiments.amount_sweep``.
     """
+    if not grid:
+        raise ValueError("grid must hold at least one row of experiments.amount_sweep, got none")
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
     ax_h, ax_c = fig.subplots(1, 2)
     surv = current["surviving"].flatten().numpy()
@@ -152,6 +169,8 @@ def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) 
     split ``pruning.iterative_prune`` decides on), kept vs rolled back."""
     if not trace:
         raise ValueError("trace must hold at least one row, got none")
+    if tolerance is not None:
+        check_float("tolerance", tolerance, 0.0, 1.0)
     fig = Figure(figsize=(9, 3.2), dpi=80, layout="constrained")
     ax_s, ax_a = fig.subplots(1, 2)
     tries = range(len(trace))
@@ -174,6 +193,12 @@ def rollback_trace(trace: Sequence[Mapping], *, tolerance: float | None = None) 
 def sensitivity_curves(amounts: Sequence[float], scan: Mapping[str, Sequence[float]]) -> Figure:
     """Validation accuracy (as ``pruning.sensitivity_scan`` measures it) against
     the share pruned, one line per layer pruned alone."""
+    if not len(amounts) or not scan:
+        raise ValueError("amounts and scan must hold at least one amount and one layer")
+    for layer, accs in scan.items():
+        if len(accs) != len(amounts):
+            raise ValueError(f"scan must hold one accuracy per amount; {layer!r} has "
+                             f"{len(accs)} for {len(amounts)} amounts")
     fig = Figure(figsize=(4.5, 3.2), dpi=80, layout="constrained")
     ax = fig.subplots()
     for layer, accs in scan.items():
@@ -206,6 +231,11 @@ def soft_target_bars(logits: torch.Tensor, T: float, classes: Sequence[str], *,
     """The teacher's softmax(z / T) for one input as bars, beside softmax(z) at
     T = 1, each titled with its entropy in bits; the image itself on the left."""
     check_float("T", T, 0.0, low_open=True)
+    if not torch.is_tensor(logits) or logits.shape != (len(classes),):
+        raise ValueError(f"logits must be one input's logits, shape ({len(classes)},), got "
+                         f"{getattr(logits, 'shape', logits)}")
+    if label is not None:
+        check_int("label", label, 0, len(classes) - 1)
 
     panels = [(1.0, "tab:gray"), (T, "tab:blue")]
     fig = Figure(figsize=(10, 2.8), dpi=80, layout="constrained")
@@ -236,6 +266,8 @@ def distillation_grid_view(rows: Sequence[Mapping], T: float, alpha: float, *,
     """Left: the student's test accuracy over the (T, alpha) grid, the chosen
     cell marked; right: its validation accuracy per epoch, with the label-only
     student's."""
+    if not rows:
+        raise ValueError("rows must hold at least one distillation_grid row, got none")
     temps = sorted({r["T"] for r in rows})
     alphas = sorted({r["alpha"] for r in rows})
     acc = {(r["T"], r["alpha"]): r for r in rows}
@@ -303,6 +335,9 @@ def pareto(rows: Sequence[Mapping], *, x: str = "sparse_kb", xlabel: str | None 
         raise ValueError("rows must hold at least one row, got none")
     if any(x not in r for r in rows):
         raise ValueError(f"x must be a column of every row, {x!r} is missing")
+    if log and any(not r[x] > 0 for r in rows):
+        raise ValueError(f"rows' {x} must be > 0 on a log scale (log=True), got "
+                         f"{[r[x] for r in rows if not r[x] > 0]}")
     fig = Figure(figsize=(7.5, 4.2), dpi=80, layout="constrained")
     ax = fig.subplots()
     pts = [(r[x], 100 * r.get("accuracy_mean", r.get("accuracy")), r["model"]) for r in rows]
@@ -365,8 +400,7 @@ def abs_weight_histogram(weights: Mapping[str, torch.Tensor], *, near_zero: floa
     """
     check_float("near_zero", near_zero, 0.0, low_open=True)
     check_float("lowest", lowest, 0.0, low_open=True)
-    if not weights:
-        raise ValueError("weights must hold at least one tensor, got an empty mapping")
+    _check_weights(weights)
     mags = {k: w.detach().flatten().abs().cpu() for k, w in weights.items()}
     top = max(max(m.max().item() for m in mags.values()), lowest * 10)
     bins = torch.logspace(math.log10(lowest), math.log10(top), 81).numpy()

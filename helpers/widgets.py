@@ -17,9 +17,11 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from . import plots
+from ._util import check_float, check_int
 from .data import Dataset
 from .distillation import entropy, soft_targets
 from .experiments import AMOUNT_FINETUNE_EPOCHS, FINETUNE, NEAR_ZERO, amount_point, nearest_row
+from .pruning import _check_leaves_weights, _layers
 from .training import logits_of
 
 
@@ -61,10 +63,18 @@ class LambdaExplorer(_Explorer):
 
     def __init__(self, sweeps: Mapping[str, Sequence[Mapping]], *, reference=None,
                  near_zero: float = NEAR_ZERO):
-        if not sweeps or any(not rows for rows in sweeps.values()):
+        if not isinstance(sweeps, Mapping) or not sweeps or any(
+                k not in ("l1", "l2") or not rows for k, rows in sweeps.items()):
             raise ValueError("sweeps must map 'l1'/'l2' to non-empty lists of rows")
+        lams = [r.get("lam") if isinstance(r, Mapping) else r for rows in sweeps.values()
+                for r in rows]
+        bad = [v for v in lams if isinstance(v, bool) or not isinstance(v, (int, float))
+               or not (math.isfinite(v) and v > 0)]
+        if bad:  # each λ is a stop of a log slider
+            raise ValueError(f"sweeps' rows must each have a finite lam > 0, got {bad[0]!r}")
+        check_float("near_zero", near_zero, 0.0)
         self.sweeps, self.reference, self.near_zero = sweeps, reference, near_zero
-        lams = sorted({r["lam"] for rows in sweeps.values() for r in rows})
+        lams = sorted(set(lams))
         exps = [math.log10(v) for v in lams]
         step = min((b - a for a, b in zip(exps, exps[1:])), default=1.0)
         self.penalty = widgets.ToggleButtons(
@@ -98,6 +108,12 @@ class AmountExplorer(_Explorer):
                  lr: float = FINETUNE["lr"], value: float = 0.9):
         if not grid:
             raise ValueError("grid must hold at least one row of experiments.amount_sweep")
+        check_float("value", value, 0.0, 0.99)
+        check_int("finetune_epochs", finetune_epochs, 1)
+        check_float("lr", lr, 0.0, low_open=True)
+        _check_leaves_weights(_layers(model, layers), 0.99)  # the slider's top
+        if not isinstance(data, Dataset):
+            raise TypeError(f"data must be a helpers.data.Dataset, got {type(data).__name__}")
         self.model, self.data, self.grid, self.layers = model, data, grid, layers
         self.finetune = {"finetune_epochs": finetune_epochs, "lr": lr}
         self._memo = {round(r["amount"], 4): r for r in grid}
@@ -129,6 +145,10 @@ class TemperatureExplorer(_Explorer):
     split are computed once, so the slider answers at once."""
 
     def __init__(self, teacher: nn.Module, data: Dataset, *, index: int = 0, T: float = 4.0):
+        if not isinstance(data, Dataset):
+            raise TypeError(f"data must be a helpers.data.Dataset, got {type(data).__name__}")
+        check_int("index", index, 0, len(data.X_test) - 1)
+        check_float("T", T, 0.5, 20.0)
         self.data = data
         self.logits = logits_of(teacher, data.X_test).cpu()
         self.index = widgets.BoundedIntText(value=index, min=0, max=len(data.X_test) - 1,
@@ -164,6 +184,10 @@ class DistillationExplorer(_Explorer):
         self.rows, self.scratch = rows, scratch
         temps = sorted({r["T"] for r in rows})
         alphas = sorted({r["alpha"] for r in rows})
+        if T is not None and T not in temps:
+            raise ValueError(f"T must be one of the grid's temperatures {temps}, got {T!r}")
+        if alpha is not None and alpha not in alphas:
+            raise ValueError(f"alpha must be one of the grid's alphas {alphas}, got {alpha!r}")
         self.T = widgets.SelectionSlider(options=temps, value=T if T is not None else temps[0],
                                          description="T")
         self.alpha = widgets.SelectionSlider(options=alphas,
