@@ -572,7 +572,8 @@ def rewind(pruned: nn.Module, init: nn.Module) -> nn.Module:
         differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         raise ValueError(f"init must have the same architecture as pruned (parameters and "
                          f"shapes); they differ in {differ}: init has "
-                         f"{[theirs.get(k) for k in differ]}, pruned {[mine.get(k) for k in differ]}")
+                         f"{[theirs.get(k) for k in differ]}, "
+                         f"pruned {[mine.get(k) for k in differ]}")
     net = clone(pruned)
     src = dict(init.named_modules())
     for name, m in net.named_modules():
