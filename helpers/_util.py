@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -25,11 +26,14 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
 
 def check_float(name: str, value, low: float, high: float | None = None, *,
                 low_open: bool = False, high_open: bool = False) -> float:
-    """Return ``float(value)`` if it is finite and lies in the interval, else raise ValueError."""
+    """Return ``float(value)`` if it is a finite number (not a bool or a string)
+    in the interval, else raise ValueError."""
     lo_b, hi_b = ("(" if low_open else "["), (")" if high_open else "]")
     upper = "inf" if high is None else f"{high:g}"
     allowed = f"{lo_b}{low:g}, {upper}{hi_b if high is not None else ')'}"
     try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number in {allowed}, got {value!r}") from None
@@ -45,6 +49,75 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+SEED_MAX = 2**32 - 1  # torch's CPU generator keeps 32 bits: 2**32 would draw what 0 draws
+
+
+def check_seed(name: str, value) -> int:
+    """Return ``value`` if it is an int in [0, 2**32 - 1], else raise ValueError."""
+    return check_int(name, value, 0, SEED_MAX)
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is True or False, else raise TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_tensor(name: str, value, dims: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Return ``value`` if it is a tensor with one of ``dims`` axes (any if None)
+    and at least one row, else raise TypeError or ValueError."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if dims is not None and value.dim() not in dims:
+        raise ValueError(f"{name} must have {' or '.join(map(str, dims))} axes, "
+                         f"got shape {tuple(value.shape)}")
+    if value.dim() and not len(value):
+        raise ValueError(f"{name} must hold at least one row, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    """Return the tensor ``value`` if every entry is finite, else raise ValueError."""
+    bad = int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+    if bad:
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite values")
+    return value
+
+
+def check_labels(name: str, y, num_classes: int, n: int | None = None) -> torch.Tensor:
+    """Return ``y`` if it is a 1-D integer tensor (of length ``n``, if given)
+    of class indices in [0, num_classes - 1], else raise TypeError or ValueError."""
+    check_tensor(name, y, (1,))
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if n is not None and len(y) != n:
+        raise ValueError(f"{name} must hold one label per sample ({n}), got {len(y)}")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name} must hold class indices in [0, {num_classes - 1}], "
+                         f"got values from {lo} to {hi}")
+    return y
+
+
+def check_module(name: str, value) -> torch.nn.Module:
+    """Return ``value`` if it is an ``nn.Module``, else raise TypeError."""
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
+    return value
+
+
+def check_model(name: str, model) -> torch.Tensor:
+    """Return the first parameter (else buffer) of the ``nn.Module`` ``model``:
+    where, and in which dtype, it runs. Raise TypeError or ValueError otherwise."""
+    check_module(name, model)
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is not None:
+        return first
+    raise ValueError(f"{name} must have at least one parameter (they say where it runs), "
+                     f"{type(model).__name__} has none")
 
 
 def import_torchvision():
@@ -64,7 +137,9 @@ def import_torchvision():
 
 @contextlib.contextmanager
 def seeded(seed: int) -> Iterator[None]:
-    """Run a block under ``torch.manual_seed(seed)`` without disturbing the global RNG."""
+    """Run a block under ``torch.manual_seed(seed)`` without disturbing the global RNG;
+    ``seed`` in [0, 2**32 - 1]."""
+    check_seed("seed", seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

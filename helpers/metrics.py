@@ -30,23 +30,30 @@ _cpp_log.setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
 _cpp_log.setLevel(_cpp_level)
 
-from ._util import check_choice, check_float, check_int
+from ._util import check_choice, check_float, check_int, check_model, check_module
 from .models import make_permanent
 from .quantization import Int8Linear
 
 
+@torch.no_grad()
 def count_parameters(model: nn.Module) -> dict:
     """Return ``{"total": n, "nonzero": n}`` over the model's effective weights.
 
     For a pruned layer (with ``weight_orig`` and ``weight_mask``) the effective
     ``weight`` is counted, not the stored original; an int8 weight counts as
-    one parameter per entry.
+    one parameter per entry. The effective weight is computed afresh, as
+    ``weight_orig * weight_mask``: ``.weight`` itself is refreshed only at the
+    next forward pass, so it is stale after ``weight_orig`` or a mask is set by
+    hand, or after ``.to()``.
     """
+    check_module("model", model)
     total = nonzero = 0
     for module in model.modules():
         tensors = []
         for name, p in module.named_parameters(recurse=False):
-            tensors.append(getattr(module, name[:-5]) if name.endswith("_orig") else p)
+            base = name[:-5]
+            masked = name.endswith("_orig") and hasattr(module, base + "_mask")
+            tensors.append(p * getattr(module, base + "_mask") if masked else p)
         if hasattr(module, "weight_int8"):  # quantization.Int8Linear keeps its weight as a buffer
             tensors.append(module.weight_int8)
         for t in tensors:
@@ -59,7 +66,8 @@ FORMATS = ("raw", "gzip", "sparse")
 
 
 def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of ``model`` with any pruning masks baked in (a copy)."""
+    """The state dict of ``model`` with any pruning masks baked in (a copy;
+    ``make_permanent`` computes each masked weight afresh)."""
     return {k: v.detach().clone() for k, v in make_permanent(model).state_dict().items()}
 
 
@@ -70,6 +78,15 @@ def _csr(v: torch.Tensor) -> torch.Tensor:
         csr = v.to_sparse_csr()
     return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(),
                                    csr.values(), size=v.shape, check_invariants=True)
+
+
+def _check_shape(name: str, shape) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple if it is a non-empty sequence of ints >= 1."""
+    dims = tuple(shape) if isinstance(shape, Sequence) and not isinstance(shape, str) else ()
+    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+        raise ValueError(f"{name} must be a non-empty sequence of integers in [1, inf), "
+                         f"got {shape!r}")
+    return dims
 
 
 def _to_sparse(sd: dict, min_zeros: float = 0.5) -> dict:
@@ -99,6 +116,7 @@ def csr_bytes(weight: torch.Tensor) -> int:
 def serialize(model: nn.Module, fmt: str = "raw") -> bytes:
     """The bytes of ``model``'s effective state dict in format ``fmt``
     (``"raw"``, ``"gzip"`` or ``"sparse"``)."""
+    check_module("model", model)
     check_choice("fmt", fmt, FORMATS)
     sd = effective_state_dict(model)
     buf = io.BytesIO()
@@ -129,8 +147,13 @@ def macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict[str, int]:
 
     ``"dense"`` counts every weight of every linear and convolutional layer
     (what a dense kernel computes); ``"nonzero"`` only the non-zero weights
-    (what a perfect sparse kernel would).
+    (what a perfect sparse kernel would). ``input_shape`` is the shape of the
+    batch passed through (a sequence of ints >= 1, batch first); the model
+    needs at least one parameter (the input takes its device and dtype).
     """
+    first = check_model("model", model)
+    shape = _check_shape("input_shape", input_shape)
+    dtype = first.dtype if first.is_floating_point() else torch.float32
     counts = {"dense": 0, "nonzero": 0}
 
     def hook(module, inputs, output):
@@ -144,7 +167,7 @@ def macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict[str, int]:
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(*input_shape, device=next(model.parameters()).device))
+        model(torch.zeros(shape, device=first.device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
@@ -154,6 +177,7 @@ def macs(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict[str, int]:
 
 def state_dict_bytes(model: nn.Module) -> int:
     """Return the size in bytes of ``torch.save(model.state_dict())``."""
+    check_module("model", model)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
@@ -167,19 +191,19 @@ def latency(model: nn.Module, batch_size: int = 1, *, input_shape: Sequence[int]
     the interquartile range (ms) over the blocks of ``Timer.blocked_autorange``,
     run with ``threads`` intra-op threads for at least ``min_run_time`` seconds.
     ``batch_size`` >= 1, ``threads`` >= 1, ``min_run_time`` > 0, ``input_shape``
-    a sequence of positive ints (one sample's shape). The model runs in eval
-    mode under ``no_grad`` and is put back in its previous mode; its weights are
-    not touched.
+    a sequence of positive ints (one sample's shape). The model (with at least
+    one parameter) runs in eval mode under ``no_grad`` and is put back in its
+    previous mode; its weights are not touched. The batch is drawn from a
+    generator of its own: the global random state is left alone.
     """
+    first = check_model("model", model)
     check_int("batch_size", batch_size, 1)
     check_int("threads", threads, 1)
     min_run_time = check_float("min_run_time", min_run_time, 0.0, low_open=True)
-    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
-    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
-        raise ValueError(f"input_shape must be a non-empty sequence of integers in [1, inf), "
-                         f"got {input_shape!r}")
-    device = next(model.parameters()).device
-    x = torch.randn(batch_size, *shape, device=device)
+    shape = _check_shape("input_shape", input_shape)
+    dtype = first.dtype if first.is_floating_point() else torch.float32
+    x = torch.randn(batch_size, *shape, generator=torch.Generator().manual_seed(0)).to(
+        first.device, dtype)
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x},
                             num_threads=threads)
     was_training = model.training

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ._util import check_int, refresh_pruned_weights_, seeded
+from ._util import check_int, check_module, check_seed, refresh_pruned_weights_, seeded
 
 IN_FEATURES = 28 * 28
 NUM_CLASSES = 10
@@ -63,6 +63,9 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: tuple[int, int] = (16, 32), hidden: int = 128,
                  num_classes: int = NUM_CLASSES):
         super().__init__()
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) \
+                or len(channels) != 2:
+            raise ValueError(f"channels must be a pair of integers in [1, inf), got {channels!r}")
         c1, c2 = channels
         for n, v in (("channels[0]", c1), ("channels[1]", c2), ("hidden", hidden)):
             check_int(n, v, 1)
@@ -125,13 +128,16 @@ class MLPStack(nn.Module):
 
     @torch.no_grad()
     def member(self, m: int) -> MLP:
-        """Member ``m`` as a plain :class:`MLP` (a copy)."""
-        net = MLP(self.hidden, in_features=self.weight_1.shape[2],
-                  num_classes=getattr(self, f"weight_{self.num_layers}").shape[1])
+        """Member ``m`` (in [0, size - 1]) as a plain :class:`MLP` (a copy)."""
+        check_int("m", m, 0, self.size - 1)
+        with seeded(0):  # its initial values are all overwritten; leave the global RNG alone
+            net = MLP(self.hidden, in_features=self.weight_1.shape[2],
+                      num_classes=getattr(self, f"weight_{self.num_layers}").shape[1])
+        net.to(self.weight_1)  # the stack's device and dtype
         for i, layer in enumerate(net.layers(), 1):
             layer.weight.copy_(getattr(self, f"weight_{i}")[m])
             layer.bias.copy_(getattr(self, f"bias_{i}")[m])
-        return net.to(self.weight_1.device).eval()
+        return net.eval()
 
     def unstack(self) -> list[MLP]:
         """Every member as a plain :class:`MLP`, in order."""
@@ -157,25 +163,30 @@ class Ensemble(nn.Module):
 
 
 def mlp(hidden: Sequence[int] | int = 128, *, seed: int = 0) -> MLP:
-    """Return a freshly initialised MLP; ``hidden`` is one size or a sequence of sizes."""
-    check_int("seed", seed, 0)
-    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    if not hidden:
-        raise ValueError("hidden must name at least one hidden layer size, got ()")
+    """Return a freshly initialised MLP; ``hidden`` is one size or a non-empty
+    sequence of sizes, each an int >= 1; ``seed`` in [0, 2**32 - 1]."""
+    check_seed("seed", seed)
+    if isinstance(hidden, int):
+        hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
+        raise ValueError(f"hidden must be an integer in [1, inf) or a non-empty sequence of "
+                         f"them, got {hidden!r}")
     with seeded(seed):
         return MLP(hidden)
 
 
 def baseline_mlp(*, seed: int = 0) -> MLP:
-    """Return the source article's network: 784-128-10, layers ``fc1`` and ``fc2``."""
+    """Return the source article's network: 784-128-10, layers ``fc1`` and ``fc2``;
+    ``seed`` in [0, 2**32 - 1]."""
     return mlp(128, seed=seed)
 
 
 def small_cnn(*, seed: int = 0, channels: tuple[int, int] = (16, 32), hidden: int = 128) -> SmallCNN:
-    """Return a freshly initialised :class:`SmallCNN` (the distillation teacher)."""
-    check_int("seed", seed, 0)
+    """Return a freshly initialised :class:`SmallCNN` (the distillation teacher);
+    ``channels`` a pair and ``hidden`` an int, all >= 1; ``seed`` in [0, 2**32 - 1]."""
+    check_seed("seed", seed)
     with seeded(seed):
-        return SmallCNN(tuple(channels), hidden)
+        return SmallCNN(channels, hidden)
 
 
 # --- copies, and pruning masks baked in ----------------------------------------
@@ -186,13 +197,19 @@ def clone(model: nn.Module) -> nn.Module:
 
     A pruned layer's ``weight`` is recomputed from ``weight_orig * weight_mask``
     at each forward pass; straight after pruning it is a non-leaf tensor that
-    ``copy.deepcopy`` refuses. It is refreshed (same values, no graph) first.
+    ``copy.deepcopy`` refuses; after ``.to()``, ``.double()`` or ``.cuda()`` it
+    still has the old device and dtype (it is a plain attribute). It is
+    refreshed from the moved ``weight_orig`` and mask first (same values, no
+    graph), so the copy's weights are the ones its next forward pass uses.
     """
+    check_module("model", model)
     return copy.deepcopy(refresh_pruned_weights_(model))
 
 
 def make_permanent_(model: nn.Module) -> nn.Module:
-    """Bake every pruning mask into its weight (``prune.remove``); return the model."""
+    """Bake every pruning mask into its weight (``prune.remove``, which computes
+    ``weight_orig * weight_mask`` afresh); return the model."""
+    check_module("model", model)
     for module in model.modules():
         for name in [n[:-5] for n, _ in module.named_buffers(recurse=False) if n.endswith("_mask")]:
             prune.remove(module, name)

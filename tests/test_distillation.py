@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import helpers.distillation as hd
 import helpers.experiments as ex
@@ -724,3 +725,111 @@ def test_train_students_trains_the_uncached_ones_together(small, teacher, isolat
     train(ref0, small, epochs=1, seed=2, device=CPU)
     assert close_state(state(got[2][0]), state(ref0))
     assert len(checkpoints_in(isolated_cache)) == 3
+
+
+# --- bad input gets a clear answer (issue 19) ---------------------------------------
+
+@pytest.mark.parametrize("T", [1e-300, 1e-30, 1e-6])
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_a_tiny_temperature_gives_hintons_low_T_limit(T, alpha):
+    """As T -> 0, T^2 KL -> T * (max s - s[argmax t]) per row (p_T is one-hot):
+    finite, and negligible next to the cross-entropy."""
+    s, t, y = random_logits(seed=22)
+    s = s.clone().requires_grad_(True)
+    loss = distillation_loss(s, t, y, T=T, alpha=alpha)
+    loss.backward()
+    gap = (s.detach().max(1).values - s.detach()[torch.arange(len(s)), t.argmax(1)]).double()
+    want = alpha * T * gap.mean().item() + (1 - alpha) * hand_ce(s.detach().double(), y).item()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    assert loss.item() == pytest.approx(want, rel=1e-5, abs=1e-45)
+
+
+def test_soft_targets_at_a_tiny_temperature_are_the_one_hot_argmax():
+    _, z, _ = random_logits(seed=23)
+    for T in (1e-300, 1e-40):
+        torch.testing.assert_close(soft_targets(z, T), nn.functional.one_hot(z.argmax(1), 10).float())
+    tied = torch.tensor([[2.0, 2.0, -1.0]])
+    torch.testing.assert_close(soft_targets(tied, 1e-300), torch.tensor([[0.5, 0.5, 0.0]]))
+
+
+@pytest.mark.parametrize("T", [101.0, 1e4, 1e200])
+def test_temperatures_beyond_float32s_resolution_are_refused(T):
+    s, t, y = random_logits(seed=24)
+    with pytest.raises(ValueError, match=r"^T must be in \(0, 100\]"):
+        distillation_loss(s, t, y, T=T, alpha=0.5)
+    assert distillation_loss(s, t, y, T=100.0, alpha=1.0).item() == pytest.approx(
+        hand_loss(s, t, y, 100.0, 1.0).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("teacher, labels, word", [
+    (torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), "teacher_logits"),
+    (torch.zeros(1, 10), torch.zeros(4, dtype=torch.long), "teacher_logits"),
+    (torch.zeros(4, 10), torch.zeros(4, 1, dtype=torch.long), "labels"),
+    (torch.zeros(4, 10), torch.full((4,), -100), "labels"),
+    (torch.zeros(4, 10), torch.full((4,), 10), "labels"),
+    (torch.zeros(4, 10), torch.zeros(4), "labels"),
+], ids=["teacher-4x1", "teacher-1x10", "labels-4x1", "labels-100", "labels-10", "float-labels"])
+def test_logits_and_labels_that_do_not_match_are_refused(teacher, labels, word):
+    with pytest.raises((ValueError, TypeError), match=rf"^{word}\b"):
+        distillation_loss(torch.zeros(4, 10), teacher, labels, T=2.0, alpha=0.5)
+
+
+def test_stacked_loss_checks_its_arguments():
+    s, t = torch.zeros(2, 4, 10), torch.zeros(2, 4, 10)
+    y = torch.zeros(2, 4, dtype=torch.long)
+    ok = {"T": torch.tensor([1.0, 2.0]), "alpha": torch.tensor([0.5, 0.5])}
+    for bad, word in ((dict(ok, T=torch.tensor([-1.0, 2.0])), "T"),
+                      (dict(ok, T=torch.tensor([1.0, float("nan")])), "T"),
+                      (dict(ok, T=torch.tensor([1.0])), "T"),
+                      (dict(ok, alpha=torch.tensor([5.0, 0.5])), "alpha"),
+                      (dict(ok, T=2.0), "T")):
+        with pytest.raises((ValueError, TypeError), match=rf"^{word}\b"):
+            hd.stacked_distillation_loss(s, t, y, **bad)
+    with pytest.raises(ValueError, match=r"^teacher_logits\b"):
+        hd.stacked_distillation_loss(s, t[:, :, :1], y, **ok)
+    with pytest.raises(ValueError, match=r"^labels\b"):
+        hd.stacked_distillation_loss(s, t, y[0], **ok)
+
+
+@pytest.mark.parametrize("probs", [torch.tensor([0.5, 0.6]), torch.tensor([1.5, -0.5]),
+                                   torch.tensor([[0.5, 0.5], [0.2, 0.2]]),
+                                   torch.tensor([float("nan"), 1.0])])
+def test_entropy_refuses_what_is_not_a_probability_vector(probs):
+    with pytest.raises(ValueError, match=r"^probs\b"):
+        entropy(probs)
+
+
+def test_soft_targets_refuse_non_finite_logits():
+    with pytest.raises(ValueError, match=r"^logits must be finite"):
+        soft_targets(torch.tensor([[1.0, float("inf")]]), 2.0)
+
+
+def test_shift_bias_works_on_a_freshly_pruned_model():
+    net = mlp(8, seed=0)
+    prune.l1_unstructured(net.fc2, "weight", amount=0.5)  # .weight: a non-leaf tensor
+    before = state(net)
+    shifted = shift_bias(net, 3, 2.0)
+    assert same_state(state(net), before)
+    assert shifted.fc2.bias[3].item() == pytest.approx(net.fc2.bias[3].item() + 2.0)
+
+
+def test_distill_refuses_augment_and_non_finite_teacher_logits(small, teacher):
+    student = mlp(8, seed=0)
+    before = state(student)
+    with pytest.raises(ValueError, match=r"^augment\b.*unshifted"):
+        run_distill(student, teacher, small, augment=True)
+    z = logits_of(teacher, small.X_train)
+    z[7, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^logits must be finite"):
+        run_distill(student, teacher, small, logits=z)
+    with pytest.raises(ValueError, match=r"^logits must have shape \(300, 10\)"):
+        run_distill(student, teacher, small, logits=z[:, :5])
+    assert same_state(state(student), before)
+
+
+def test_distill_that_diverges_says_so_and_restores_the_student(small, teacher):
+    student = mlp(8, seed=0)
+    before = state(student)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch \d+; likely cause lr"):
+        run_distill(student, teacher, small, lr=1e30)
+    assert same_state(state(student), before)

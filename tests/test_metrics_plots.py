@@ -180,3 +180,32 @@ def test_every_accuracy_axis_says_which_split_it_shows():
     rows = [{"T": t, "alpha": 0.5, "test_accuracy": 0.9} for t in (1.0, 4.0)]
     labels = _accuracy_labels(plots.distillation_sweeps(rows))
     assert labels and all("test" in t for t in labels), labels
+
+
+# --- bad input gets a clear answer (issue 19) ---------------------------------------
+
+def test_count_parameters_computes_pruned_weights_afresh():
+    net = baseline_mlp()
+    prune.l1_unstructured(net.fc1, "weight", amount=0.5)
+    with torch.no_grad():
+        net.fc1.weight_orig.zero_()  # .weight is stale until the next forward pass
+    assert metrics.count_parameters(net)["nonzero"] == 128 * 10 + 128 + 10
+
+
+def test_macs_and_latency_run_a_model_in_its_own_dtype():
+    net = mlp(8).double()
+    assert metrics.macs(net) == {"dense": 784 * 8 + 8 * 10, "nonzero": 784 * 8 + 8 * 10}
+    assert metrics.latency(net, min_run_time=0.01)["median_ms"] > 0
+
+
+def test_latency_leaves_the_global_rng_alone():
+    torch.manual_seed(3)
+    before = torch.get_rng_state().clone()
+    metrics.latency(mlp(4), min_run_time=0.01)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("fn", [metrics.macs, metrics.latency])
+def test_a_model_without_parameters_is_refused_by_name(fn):
+    with pytest.raises(ValueError, match=r"^model must have at least one parameter"):
+        fn(torch.nn.ReLU())

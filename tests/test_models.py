@@ -7,9 +7,11 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 from helpers import article
-from helpers.models import MLP, Ensemble, MLPStack, SmallCNN, baseline_mlp, mlp, small_cnn
+from helpers.models import (MLP, Ensemble, MLPStack, SmallCNN, baseline_mlp, clone,
+                            make_permanent, mlp, small_cnn)
 
 from conftest import same_state, state
 
@@ -209,3 +211,46 @@ def test_ensemble_averages_its_members_logits():
     assert torch.allclose(Ensemble(members)(x), want, atol=1e-6)
     with pytest.raises(ValueError, match="members"):
         Ensemble([])
+
+
+# --- bad input gets a clear answer (issue 19) ---------------------------------------
+
+@pytest.mark.parametrize("call, word", [
+    (lambda: mlp(1.5), "hidden"),
+    (lambda: mlp("128"), "hidden"),
+    (lambda: mlp([16, 2.5]), "hidden"),
+    (lambda: small_cnn(channels=(16,)), "channels"),
+    (lambda: small_cnn(channels=16), "channels"),
+    (lambda: small_cnn(channels=(16, 32, 64)), "channels"),
+    (lambda: mlp(8, seed=2**32), "seed"),
+    (lambda: small_cnn(seed=True), "seed"),
+])
+def test_more_bad_arguments_raise_value_error_naming_them(call, word):
+    with pytest.raises(ValueError, match=rf"^{word}"):
+        call()
+
+
+def test_stack_member_leaves_the_global_rng_alone_and_keeps_the_dtype():
+    stack = MLPStack([mlp(8, seed=s) for s in (0, 1)])
+    torch.manual_seed(7)
+    before = torch.get_rng_state().clone()
+    net = stack.member(1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert same_weights(net, mlp(8, seed=1))
+    assert stack.double().member(0).fc1.weight.dtype == torch.float64
+    for m in (2, -1, 0.5):
+        with pytest.raises(ValueError, match=r"^m\b"):
+            stack.member(m)
+
+
+def test_clone_and_make_permanent_see_a_pruned_model_moved_after_pruning():
+    net = baseline_mlp()
+    prune.l1_unstructured(net.fc1, "weight", amount=0.5)
+    net.double()  # .weight is a plain attribute: still float32 until the next forward pass
+    for copy_ in (clone(net), make_permanent(net)):
+        assert copy_.fc1.weight.dtype == torch.float64
+        assert torch.equal(copy_.fc1.weight, net.fc1.weight_orig * net.fc1.weight_mask)
+        x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+        assert torch.equal(copy_(x), net(x))
+    with pytest.raises(TypeError, match=r"^model\b"):
+        clone({"fc1.weight": torch.zeros(2)})

@@ -3,16 +3,19 @@ step against a hand-made reference, the history, and argument checks."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import prune
 
 from helpers.models import MLPStack, baseline_mlp, mlp, small_cnn
-from helpers.training import best_epoch, evaluate, get_device, train, weight_penalty
+from helpers.training import (best_epoch, evaluate, get_device, logits_of, train,
+                              weight_penalty)
 
-from conftest import state, subset, synthetic
+from conftest import same_state, state, subset, synthetic
 
 CPU = "cpu"
 
@@ -300,3 +303,134 @@ def test_get_device_defaults_to_cpu_without_accelerator():
 ])
 def test_get_device_honours_prefer(prefer, want):
     assert get_device(prefer) == want
+
+
+# --- bad input gets a clear answer (issue 19) ---------------------------------------
+
+def _with(data, **tensors):
+    return dataclasses.replace(data, **tensors)
+
+
+def _nan_pixel(X):
+    X = X.clone()
+    X[5, 0, 3, 3] = float("nan")
+    return X
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"lr": 1e30}, ("epoch 1, batch 2", "lr", "1e+30")),
+    ({"penalty": "l1", "lam": 1e300}, ("epoch 1, batch 1", "lam", "1e+300")),
+], ids=["lr-1e30", "lam-1e300"])
+def test_training_that_diverges_says_where_and_why_and_restores_the_model(kwargs, says):
+    net = mlp(8, seed=0)
+    net.train()
+    before = state(net)
+    with pytest.raises(FloatingPointError) as info:
+        train(net, synthetic(), epochs=2, batch_size=16, device=CPU, **kwargs)
+    assert all(s in str(info.value) for s in says), str(info.value)
+    assert same_state(state(net), before) and net.training
+
+
+def test_a_non_finite_loss_from_the_targets_is_blamed_on_the_data():
+    net = mlp(8, seed=0)
+    before = state(net)
+    nan_targets = lambda m, xb, yb, idx: m(xb).sum() * float("nan")  # noqa: E731
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 1; likely cause data"):
+        train(net, synthetic(), epochs=1, batch_size=16, loss_fn=nan_targets, device=CPU)
+    assert same_state(state(net), before)
+
+
+def test_weights_made_non_finite_at_the_last_step_are_caught_and_restored():
+    net = mlp(8, seed=0)
+    before = state(net)
+
+    def spoil(m, epoch):
+        with torch.no_grad():
+            m.fc1.weight[0, 0] = float("inf")
+
+    with pytest.raises(FloatingPointError, match=r"weights are not finite at epoch 1, batch 3"):
+        train(net, synthetic(), epochs=1, batch_size=16, on_epoch_end=spoil,
+              evaluate_each_epoch=False, device=CPU)
+    assert same_state(state(net), before)
+
+
+def test_a_single_step_that_blows_the_weights_up_is_seen_by_validation():
+    net = mlp(8, seed=0)
+    before = state(net)
+    # one batch: the weights reach 1e30 (finite), the validation loss is NaN
+    with pytest.raises(FloatingPointError,
+                       match=r"validation loss is not finite at epoch 1, batch 1; likely cause lr"):
+        train(net, synthetic(), epochs=1, lr=1e30, batch_size=64, device=CPU)
+    assert same_state(state(net), before)
+
+
+def test_a_failed_call_restores_a_pruned_model_with_its_masks():
+    net = mlp(8, seed=0)
+    prune.l1_unstructured(net.fc1, "weight", amount=0.5)
+    before = state(net)
+    with pytest.raises(FloatingPointError):
+        train(net, synthetic(), epochs=1, lr=1e30, batch_size=16, device=CPU)
+    assert same_state(state(net), before)
+    assert torch.equal(net.fc1.weight, net.fc1.weight_orig * net.fc1.weight_mask)
+
+
+@pytest.mark.parametrize("spoil, says", [
+    (lambda d: _with(d, X_train=d.X_train[:0], y_train=d.y_train[:0]), ("data.X_train", "0")),
+    (lambda d: _with(d, y_train=torch.full_like(d.y_train, -100)), ("data.y_train", "[0, 9]")),
+    (lambda d: _with(d, y_train=d.y_train + 1), ("data.y_train", "[0, 9]", "10")),
+    (lambda d: _with(d, y_train=d.y_train.float()), ("data.y_train", "integer")),
+    (lambda d: _with(d, y_train=d.y_train[:-1]), ("data.y_train", "48")),
+    (lambda d: _with(d, X_train=_nan_pixel(d.X_train)), ("data.X_train", "finite", "1 NaN")),
+    (lambda d: _with(d, X_val=d.X_val[:0], y_val=d.y_val[:0]), ("data.y_val",)),
+], ids=["empty", "labels-100", "label-10", "float-labels", "short-labels", "nan-pixel",
+        "empty-val"])
+def test_training_data_that_cannot_train_is_refused_before_training(spoil, says):
+    net = mlp(8, seed=0)
+    before = state(net)
+    with pytest.raises((ValueError, TypeError)) as info:
+        train(net, spoil(synthetic()), epochs=1, device=CPU)
+    assert all(s in str(info.value) for s in says), str(info.value)
+    assert same_state(state(net), before)
+
+
+@pytest.mark.parametrize("y, says", [
+    (torch.full((8,), -100), ("y", "[0, 9]", "-100")),
+    (torch.arange(8) + 3, ("y", "[0, 9]", "10")),
+    (torch.zeros(7, dtype=torch.long), ("y", "8")),
+    (torch.zeros(8), ("y", "integer")),
+], ids=["all-ignored", "out-of-range", "short", "float"])
+def test_evaluate_refuses_labels_that_are_not_class_indices(y, says):
+    with pytest.raises((ValueError, TypeError)) as info:
+        evaluate(mlp(8), torch.zeros(8, 1, 28, 28), y)
+    assert all(s in str(info.value) for s in says), str(info.value)
+
+
+def test_logits_of_refuses_a_model_without_parameters_and_empty_inputs():
+    with pytest.raises(ValueError, match=r"^model .*ReLU"):
+        logits_of(nn.ReLU(), torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"^X\b"):
+        logits_of(mlp(4), torch.zeros(0, 1, 28, 28))
+    with pytest.raises(TypeError, match=r"^X\b"):
+        logits_of(mlp(4), torch.zeros(2, 784, dtype=torch.uint8))
+
+
+def test_seeds_beyond_32_bits_are_refused_not_aliased():
+    # torch's CPU generator keeps 32 bits: 2**32 draws what 0 draws
+    assert torch.equal(torch.rand(3, generator=torch.Generator().manual_seed(2**32)),
+                       torch.rand(3, generator=torch.Generator().manual_seed(0)))
+    for call in (lambda: train(mlp(4), synthetic(), epochs=1, seed=2**32, device=CPU),
+                 lambda: mlp(4, seed=2**32), lambda: small_cnn(seed=2**32),
+                 lambda: train(MLPStack([mlp(4), mlp(4)]), synthetic(), seed=[0, 2**32])):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\]"):
+            call()
+    assert torch.equal(state(mlp(4, seed=2**32 - 1))["fc1.weight"],
+                       state(mlp(4, seed=2**32 - 1))["fc1.weight"])
+
+
+@pytest.mark.parametrize("prefer, exc", [("gpu", ValueError), ("cuda:99", ValueError),
+                                         (0.5, TypeError)])
+def test_get_device_refuses_names_that_are_no_device_here(prefer, exc):
+    with pytest.raises(exc, match=r"^prefer\b"):
+        get_device(prefer)
+    with pytest.raises(exc, match=r"^device\b"):
+        train(mlp(4), synthetic(), epochs=1, device=prefer)
