@@ -93,7 +93,7 @@ def comparison(data: Dataset, *, seeds: Sequence[int] = SEEDS, latency: bool = T
     """
     if isinstance(seeds, (str, bytes, int)):
         raise TypeError(f"seeds must be a sequence of at least 2 seeds, got {seeds!r}")
-    seeds = [check_int("seeds' item", s, 0) for s in seeds]
+    seeds = [check_int("each item of seeds", s, 0) for s in seeds]
     if len(seeds) < 2:
         raise ValueError(f"seeds must hold at least 2 seeds (mean ± std), got {seeds}")
     teacher, _ = get_teacher_ensemble(data)

@@ -116,13 +116,17 @@ def _sequence(name: str, values, what: str) -> list:
 
 def _seeds(seeds) -> list[int]:
     """A non-empty sequence of seeds, each an integer >= 0."""
-    return [check_int("seeds' item", s, 0) for s in _sequence("seeds", seeds, "integers >= 0")]
+    return [check_int("each item of seeds", s, 0) for s in _sequence("seeds", seeds, "integers >= 0")]
 
 
-def _numbers(name: str, values, low: float, **open_ends) -> list[float]:
-    """A non-empty sequence of finite numbers >= ``low`` (> ``low`` if ``low_open``)."""
+def _numbers(name: str, values, low: float, high: float | None = None,
+             **open_ends) -> list[float]:
+    """A non-empty sequence of finite numbers >= ``low`` (> ``low`` if ``low_open``),
+    and at most ``high`` when given."""
     what = f"numbers {'>' if open_ends.get('low_open') else '>='} {low:g}"
-    return [_number(f"{name}' item", v, low, **open_ends) for v in _sequence(name, values, what)]
+    what += "" if high is None else f" and <= {high:g}"
+    return [_number(f"each item of {name}", v, low, high, **open_ends)
+            for v in _sequence(name, values, what)]
 
 
 # --- the shared models: baselines and teachers ---------------------------------------
@@ -217,7 +221,7 @@ def train_students(data: Dataset, specs, *, teacher: nn.Module | None = None,
         if not isinstance(spec, (tuple, list)) or len(spec) != 3:
             raise ValueError(f"specs must hold (T, alpha, seed) triples, got {spec!r}")
         T, a, s = spec
-        T, a = _number("T", T, 0.0, low_open=True), _number("alpha", a, 0.0, 1.0)
+        T, a = _number("T", T, 0.0, distillation.T_MAX, low_open=True), _number("alpha", a, 0.0, 1.0)
         checked.append((1.0 if a == 0 else T, a, check_int("seed", s, 0)))  # T unused at 0
     specs = checked
     if teacher is None and any(a for _, a, _ in specs):
@@ -292,7 +296,7 @@ def distillation_grid(data: Dataset, temperatures, alphas, *, seed: int = 0,
     """One cached student per (T, alpha); return rows with ``T``, ``alpha``,
     ``val_accuracy`` and ``val_loss`` (the last epoch's, on the validation
     split: what a choice may read), ``test_accuracy`` and ``history``."""
-    temperatures = _numbers("temperatures", temperatures, 0.0, low_open=True)
+    temperatures = _numbers("temperatures", temperatures, 0.0, distillation.T_MAX, low_open=True)
     alphas = _numbers("alphas", alphas, 0.0)
     pairs = [(T, alpha) for T in temperatures for alpha in alphas]
     students = train_students(data, [(T, a, seed) for T, a in pairs], teacher=teacher,
@@ -642,8 +646,8 @@ def structured_kd_grid(data: Dataset, temperatures: Sequence[float] = STRUCTURED
     (the kept epoch's model on the validation split), ready for
     :func:`choose_T_alpha`. Reads no test figure."""
     check_int("seed", seed, 0)
-    temperatures = _numbers("temperatures", temperatures, 0.0, low_open=True)
-    alphas = [_number("alphas' item", a, 0.0, 1.0) for a in
+    temperatures = _numbers("temperatures", temperatures, 0.0, distillation.T_MAX, low_open=True)
+    alphas = [_number("each item of alphas", a, 0.0, 1.0) for a in
               _sequence("alphas", alphas, "numbers in [0, 1]")]
     if teacher is None:
         teacher, _ = get_teacher_ensemble(data)
@@ -664,7 +668,7 @@ def structured_kd_runs(data: Dataset, T: float, alpha: float, seeds: Sequence[in
     """Test accuracy, for each seed's baseline, of the structured student
     distilled at (``T``, ``alpha``) with FINETUNE's budget (cached), the budget
     of "structured 128 -> 32 neurons"."""
-    T, alpha = _number("T", T, 0.0, low_open=True), _number("alpha", alpha, 0.0, 1.0)
+    T, alpha = _number("T", T, 0.0, distillation.T_MAX, low_open=True), _number("alpha", alpha, 0.0, 1.0)
     seeds = _seeds(seeds)
     if teacher is None:
         teacher, _ = get_teacher_ensemble(data)
@@ -691,7 +695,7 @@ def omitted_digit_runs(data: Dataset, seeds: Sequence[int] = SEEDS, *,
     (accuracy on the other test images) and ``shift``.
     """
     seeds = _seeds(seeds)
-    T, alpha = _number("T", T, 0.0, low_open=True), _number("alpha", alpha, 0.0, 1.0)
+    T, alpha = _number("T", T, 0.0, distillation.T_MAX, low_open=True), _number("alpha", alpha, 0.0, 1.0)
     without = distillation.without_class(data, cls)
     teacher, _ = get_teacher_ensemble(data)
     prior = 1 / len(data.classes)

@@ -717,7 +717,11 @@ refuse("distillation_grid-alpha", ex.distillation_grid, DATA, [4.0], [1.5],
        says=("alpha", "[0, 1]"))
 refuse("train_students-empty", ex.train_students, DATA, [], says=("specs", "at least one"))
 refuse("train_students-pair", ex.train_students, DATA, [(4.0, 0.5)], says=("specs", "triples"))
-refuse("train_students-T0", ex.train_students, DATA, [(0.0, 0.5, 0)], says=("T", "(0, inf)"))
+refuse("train_students-T0", ex.train_students, DATA, [(0.0, 0.5, 0)], says=("T", "(0, 100]"))
+refuse("train_students-T-huge", ex.train_students, DATA, [(1e3, 0.5, 0)], says=("T", "(0, 100]"))
+refuse("get_student-T-huge", ex.get_student, DATA, T=1e3, says=("T", "(0, 100]"))
+refuse("distillation_grid-T-huge", ex.distillation_grid, DATA, [4.0, 1e3], [0.5],
+       says=("temperatures", "(0, 100]"))
 for _s, _id in ((5, "int"), ([-1], "negative"), ([], "empty"), ("01", "string"),
                 ([True], "bool")):
     refuse(f"baseline_runs-seeds-{_id}", ex.baseline_runs, DATA, seeds=_s, says=("seeds",))
@@ -737,7 +741,7 @@ refuse("l1_vs_magnitude_runs-lam", ex.l1_vs_magnitude_runs, DATA, -1.0, 0.01,
 refuse("sfp_vs_hard_runs-seeds", ex.sfp_vs_hard_runs, DATA, seeds=[], says=("seeds",))
 refuse("gradual_vs_oneshot_runs-seeds", ex.gradual_vs_oneshot_runs, DATA, seeds=0,
        says=("seeds",))
-refuse("structured_kd_runs-T0", ex.structured_kd_runs, DATA, 0.0, 0.9, says=("T", "(0, inf)"))
+refuse("structured_kd_runs-T0", ex.structured_kd_runs, DATA, 0.0, 0.9, says=("T", "(0, 100]"))
 refuse("omitted_digit_runs-alpha", ex.omitted_digit_runs, DATA, seeds=[0], alpha=2.0,
        says=("alpha", "[0, 1]"))
 refuse("student_runs-seeds", ex.student_runs, DATA, 4.0, 0.9, seeds=0.5, says=("seeds",))
