@@ -132,8 +132,9 @@ def _writable_or_temporary(path: Path) -> Path:
         os.unlink(probe)
         return path
     except OSError as exc:
+        reason = "a file is in its place" if path.is_file() else exc.strerror or exc
         tmp = Path(tempfile.mkdtemp(prefix="shrinking-nets-cache-"))
-        warnings.warn(f"the cache folder {path} cannot be written ({exc.strerror or exc}); "
+        warnings.warn(f"the cache folder {path} cannot be written ({reason}); "
                       f"this session caches in {tmp} instead, which is not kept (set "
                       "KIT_CACHE_DIR to a writable folder to keep trained models)",
                       RuntimeWarning, stacklevel=3)

@@ -34,8 +34,8 @@ import socket
 import tempfile
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -68,6 +68,7 @@ DOWNLOAD_LIMIT_FACTOR = 20
 _EMBEDDED_CACHE = (f"embedded-mnist-v3-test{EMBEDDED_TEST_PER_CLASS}"
                    f"-val{EMBEDDED_VAL_PER_CLASS}-seed{SPLIT_SEED}.pt")
 _memo: dict = {}
+_fingerprints: dict[int, str] = {}  # id(Dataset) -> fingerprint, while it lives
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -107,7 +108,7 @@ class Dataset:
             return self
         return replace(self, **{k: getattr(self, k).to(device) for k in self._TENSORS})
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
         """A short hash that changes with the split: name, split seed, and
         every image and label (their dtypes, shapes and bytes).
@@ -116,10 +117,13 @@ class Dataset:
         loaded for another (a changed split, a class removed, other data).
         Computed once per Dataset (its tensors are read-only).
         """
-        h = hashlib.sha256(f"{self.name}|{self.split_seed}|".encode())
-        for k in self._TENSORS:
-            h.update(_tensor_digest(k, getattr(self, k)).encode())
-        return h.hexdigest()[:16]
+        if id(self) not in _fingerprints:
+            h = hashlib.sha256(f"{self.name}|{self.split_seed}|".encode())
+            for k in self._TENSORS:
+                h.update(_tensor_digest(k, getattr(self, k)).encode())
+            _fingerprints[id(self)] = h.hexdigest()[:16]
+            weakref.finalize(self, _fingerprints.pop, id(self), None)
+        return _fingerprints[id(self)]
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={tuple(self.X_train.shape)}, "
