@@ -1,17 +1,35 @@
-"""Small shared utilities: argument checks, seeding, the cache folder, atomic writes."""
+"""Small shared utilities: argument checks, seeding, the cache folder, atomic writes.
+
+The cache folder is checked once to be writable (else a temporary one serves,
+with one warning); a write goes through a temporary file whose name carries
+the writer's process id, so that one left by a killed writer can be removed.
+"""
 from __future__ import annotations
 
 import contextlib
 import io
 import itertools
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# A temporary file or folder of a writer that is gone is removed once it is this
+# old (seconds); one older than a day is removed whatever its process id says
+# (the id may have been reused, or the writer ran on another machine).
+_STALE_SECONDS = 600
+_ABANDONED_SECONDS = 86400
+# ".NAME.PID.xxxxxxxx.tmp" (atomic_write_bytes) and ".download-PID-xxxxxxxx" (data)
+_TEMP_NAME = re.compile(r"^\.(?:.+\.(\d+)\.\w+\.tmp|download-(\d+)-\w+)$")
+_usable: dict[str, Path] = {}  # cache folder asked for -> folder used (checked once)
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:
@@ -162,10 +180,12 @@ def refresh_pruned_weights_(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def cache_dir() -> Path:
-    """Folder for cached data and checkpoints.
+    """Folder for cached data and checkpoints, checked once to be writable.
 
     ``$KIT_CACHE_DIR`` if set; else ``.cache/`` in the kit's checkout (an
-    editable install); else ``~/.cache/shrinking-nets``.
+    editable install); else ``~/.cache/shrinking-nets``. If that folder cannot
+    be written (a read-only share, a file in its place), one RuntimeWarning
+    names it and a new temporary folder serves this process instead.
     """
     env = os.environ.get("KIT_CACHE_DIR")
     if env:
@@ -174,23 +194,109 @@ def cache_dir() -> Path:
         path = _REPO_ROOT / ".cache"
     else:
         path = Path.home() / ".cache" / "shrinking-nets"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if str(path) not in _usable:
+        _usable[str(path)] = _writable_or_temporary(path)
+    return _usable[str(path)]
+
+
+def _writable_or_temporary(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".probe.{os.getpid()}.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+        return path
+    except OSError as exc:
+        reason = "a file is in its place" if path.is_file() else exc.strerror or exc
+        tmp = Path(tempfile.mkdtemp(prefix="shrinking-nets-cache-"))
+        warnings.warn(f"the cache folder {path} cannot be written ({reason}); "
+                      f"this session caches in {tmp} instead, which is not kept (set "
+                      "KIT_CACHE_DIR to a writable folder to keep trained models)",
+                      RuntimeWarning, stacklevel=3)
+        return tmp
+
+
+def usable_cache_file(path: Path) -> bool:
+    """True if ``path`` is a regular file inside the cache folder; False if
+    there is none. Anything else there (a FIFO, a device, a folder, a link
+    out of the cache) is not read: a RuntimeWarning names it, and False."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links; a FIFO is not opened
+    except FileNotFoundError:
+        return False
+    real = Path(os.path.realpath(path))
+    if not stat.S_ISREG(mode):
+        problem = "it is not a regular file"
+    elif Path(os.path.realpath(cache_dir())) not in real.parents:
+        problem = f"it links outside the cache, to {real}"
+    else:
+        return True
+    warnings.warn(f"{path.name} in the cache is not used: {problem}", RuntimeWarning,
+                  stacklevel=3)
+    return False
+
+
+def _abandoned(pid: int, age: float) -> bool:
+    """Whether a temporary file of process ``pid``, ``age`` seconds old, is left over."""
+    if age > _ABANDONED_SECONDS:
+        return True
+    if age < _STALE_SECONDS or os.name == "nt":  # on Windows os.kill(pid, 0) would signal
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove from ``folder`` what killed writers left: temporary files of
+    :func:`atomic_write_bytes` and ``.download-*`` folders whose process is
+    gone and that are older than ten minutes (or a day, whatever the process).
+    Returns the paths removed."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            m = _TEMP_NAME.match(entry.name)
+            with contextlib.suppress(OSError):
+                if m and _abandoned(int(m[1] or m[2]),
+                                    time.time() - entry.stat(follow_symlinks=False).st_mtime):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it: set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing
+    behind. The file gets the permissions the umask allows (as ``open`` would
+    give it, not the 0600 of a temporary file), so a shared cache stays
+    readable; the temporary name, ``.NAME.PID.xxxx.tmp``, carries the writer's
+    process id (see :func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

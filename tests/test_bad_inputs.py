@@ -106,6 +106,102 @@ X = DATA.X_val[:8]
 
 # --- data, checkpoints and the cache ------------------------------------------
 
+import numpy as np  # noqa: E402 - this section's own imports, kept with its cases
+
+import helpers._util as hutil  # noqa: E402
+import helpers.checkpoints as hck  # noqa: E402
+import helpers.data as hdata  # noqa: E402
+
+
+def _ck_net():
+    return nn.Linear(2, 2)
+
+
+def _ck_no_fit(model):
+    raise AssertionError("trained before the arguments were checked")
+
+
+_CK_CONFIG = {"seed": 0}
+_LABELS_3x5 = np.repeat(np.arange(3), 5)
+
+refuse("load_dataset-name-unknown", hdata.load_dataset, "cifar", says=("name", "'embedded'"))
+refuse("load_dataset-name-int", hdata.load_dataset, 5, says=("name", "'mnist'"))
+refuse("load_dataset-timeout-zero", hdata.load_dataset, "embedded", timeout=0,
+       says=("timeout", "(0, 300]"))
+refuse("load_dataset-timeout-text", hdata.load_dataset, "embedded", timeout="soon",
+       says=("timeout", "(0, 300]"))
+refuse("load_dataset-timeout-inf", hdata.load_dataset, "embedded", timeout=math.inf,
+       says=("timeout", "(0, 300]"))
+refuse("load_dataset-root-int", hdata.load_dataset, "mnist", root=3,
+       says=("root", "str or os.PathLike"))
+refuse("load_dataset-download-text", hdata.load_dataset, "mnist", download="no",
+       says=("download", "True or False"))
+refuse("batches-size-zero", hdata.batches, X, DATA.y_val[:8], 0, says=("batch_size", "[1, inf]"))
+refuse("batches-size-float", hdata.batches, X, DATA.y_val[:8], 2.5,
+       says=("batch_size", "[1, inf]"))
+refuse("batches-lengths", hdata.batches, X, DATA.y_val[:7], 2, says=("same length",))
+refuse("batches-X-list", hdata.batches, [[0.0]] * 8, DATA.y_val[:8], 2,
+       says=("X", "torch.Tensor"))
+refuse("batches-generator-int", hdata.batches, X, DATA.y_val[:8], 2, shuffle=True,
+       generator=0, says=("generator", "torch.Generator or None"))
+refuse("stratified_split-negative", hdata.stratified_split, _LABELS_3x5, -1,
+       says=("test_per_class", "[0, inf]"))
+refuse("stratified_split-val-bool", hdata.stratified_split, _LABELS_3x5, 1, True,
+       says=("val_per_class", "[0, inf]"))
+refuse("stratified_split-too-many", hdata.stratified_split, _LABELS_3x5, 3, 2,
+       says=("test_per_class + val_per_class",))
+refuse("stratified_split-seed", hdata.stratified_split, _LABELS_3x5, 1, seed=-2, says=("seed", "[0, inf]"))
+refuse("stratified_split-2d", hdata.stratified_split, _LABELS_3x5.reshape(3, 5), 1,
+       says=("y", "1-D array of integer labels"))
+refuse("stratified_split-float-labels", hdata.stratified_split, _LABELS_3x5 + 0.5, 1,
+       says=("y", "integer labels"))
+refuse("Dataset.to-bad-device", DATA.to, "gpu-please", says=("device", "'cpu'"))
+refuse("checkpoint_path-empty", hck.checkpoint_path, "", _CK_CONFIG,
+       says=("name", "letters, digits"))
+refuse("checkpoint_path-slash", hck.checkpoint_path, "../up", _CK_CONFIG,
+       says=("name", "letters, digits"))
+refuse("checkpoint_path-int", hck.checkpoint_path, 7, _CK_CONFIG, says=("name", "1 to 100"))
+refuse("checkpoint_path-long", hck.checkpoint_path, "n" * 101, _CK_CONFIG,
+       says=("name", "1 to 100"))
+refuse("checkpoint_path-unicode", hck.checkpoint_path, "n\u00e9t", _CK_CONFIG,
+       says=("name", "letters, digits"))
+refuse("config_key-tensor", hck.config_key, {"w": torch.zeros(5000)},
+       says=("config['w']", "JSON values", "Tensor"))
+refuse("config_key-nested-tensor", hck.config_key, {"r": {"w": [1, torch.ones(2)]}},
+       says=("config['r']['w'][1]", "JSON values"))
+refuse("config_key-array", hck.config_key, {"a": np.zeros(3)},
+       says=("config['a']", "ndarray"))
+refuse("config_key-int-key", hck.config_key, {"r": {1: 2}}, says=("config['r']", "str keys"))
+refuse("config_key-set", hck.config_key, {"s": {1, 2}}, says=("config['s']", "JSON"))
+refuse("config_key-not-dict", hck.config_key, [1, 2], says=("config", "dict"))
+refuse("load_or_train-build-not-callable", hck.load_or_train, "toy", _CK_CONFIG,
+       fresh(_ck_net), _ck_no_fit, says=("build", "function"))
+refuse("load_or_train-fit-not-callable", hck.load_or_train, "toy", _CK_CONFIG, _ck_net,
+       {"epochs": 1}, says=("fit", "function"))
+refuse("load_or_train-build-returns-number", hck.load_or_train, "toy", _CK_CONFIG,
+       lambda: 3, _ck_no_fit, says=("build", "torch.nn.Module"))
+refuse("load_or_train-bad-name", hck.load_or_train, "a b", _CK_CONFIG, _ck_net, _ck_no_fit,
+       says=("name",))
+refuse("load_checkpoint-config-tensor", hck.load_checkpoint, "toy",
+       {"w": torch.ones(3)}, _ck_net, says=("config['w']", "JSON values"))
+refuse("check_int-float", hutil.check_int, "epochs", 2.5, 1, says=("epochs", "[1, inf]"))
+refuse("check_float-nan", hutil.check_float, "lr", math.nan, 0.0, 1.0, says=("lr", "[0, 1]"))
+refuse("check_choice-unknown", hutil.check_choice, "optimizer", "rmsprop", ("sgd", "adam"),
+       says=("optimizer", "'sgd'", "'adam'"))
+
+correct("config_key-order-free", hck.config_key, {"b": [1, 2.5], "a": {"y": None, "x": True}},
+        check=lambda k: k == hck.config_key({"a": {"x": True, "y": None},
+                                                     "b": [1, 2.5]}))
+correct("config_key-tuple-as-list", hck.config_key, {"h": (64,)},
+        check=lambda k: k == hck.config_key({"h": [64]}))
+correct("code_version-own-name", hck.code_version, "my-own", check=lambda v: v == 0)
+correct("stratified_split-counts", hdata.stratified_split, _LABELS_3x5, 1, 1,
+        check=lambda parts: [len(p) for p in parts] == [9, 3, 3]
+        and sorted(np.concatenate(parts).tolist()) == list(range(15)))
+correct("batches-last-short", lambda *a: list(hdata.batches(*a)), X, DATA.y_val[:8], 3,
+        check=lambda got: [len(xb) for xb, _ in got] == [3, 3, 2])
+correct("Dataset.to-same-device", DATA.to, "cpu", check=lambda d: d is DATA)
+
 
 # --- models and training --------------------------------------------------------
 

