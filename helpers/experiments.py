@@ -20,6 +20,7 @@ the test split.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Iterable, Mapping, Sequence
 
@@ -28,8 +29,8 @@ from torch import nn
 
 from . import distillation, metrics, pruning
 from ._util import check_choice, check_float, check_int, refresh_pruned_weights_
-from .checkpoints import (final_record, load_checkpoint, load_or_train, model_fingerprint,
-                          save_checkpoint)
+from .checkpoints import (checkpoint_lock, config_key, final_record, load_checkpoint,
+                          load_or_train, model_fingerprint, save_checkpoint)
 from .data import Dataset, load_dataset
 from .distillation import stacked_distillation_loss
 from .models import MLP, Ensemble, MLPStack, baseline_mlp, make_permanent, mlp, small_cnn
@@ -238,10 +239,19 @@ def train_students(data: Dataset, specs, *, teacher: nn.Module | None = None,
 
     out = [load_checkpoint("student", config(*spec), build(spec[2])) for spec in specs]
     todo = [i for i, got in enumerate(out) if got is None]
-    if todo:
-        for i, pair in zip(todo, _train_stack(data, [specs[i] for i in todo], teacher, recipe)):
-            save_checkpoint("student", config(*specs[i]), *pair)
-            out[i] = (pair[0], {**pair[1], "cached": False})
+    if not todo:
+        return out
+    with contextlib.ExitStack() as locks:  # another kernel training them: wait, then load
+        for i in sorted(todo, key=lambda i: config_key(config(*specs[i]), "student")):
+            locks.enter_context(checkpoint_lock("student", config(*specs[i])))
+        for i in todo:
+            out[i] = load_checkpoint("student", config(*specs[i]), build(specs[i][2]))
+        todo = [i for i in todo if out[i] is None]
+        if todo:
+            for i, pair in zip(todo, _train_stack(data, [specs[i] for i in todo], teacher,
+                                                  recipe)):
+                save_checkpoint("student", config(*specs[i]), *pair)
+                out[i] = (pair[0], {**pair[1], "cached": False})
     return out
 
 

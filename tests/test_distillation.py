@@ -6,6 +6,7 @@ models too), the cached students (keyed on the teacher),
 random_shift / train(augment=True), get_teacher's recipe, and argument checks."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -833,3 +834,30 @@ def test_distill_that_diverges_says_so_and_restores_the_student(small, teacher):
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch \d+; likely cause lr"):
         run_distill(student, teacher, small, lr=1e30)
     assert same_state(state(student), before)
+
+
+def test_students_wait_for_another_kernel_and_load_what_it_trained(
+        small, teacher, isolated_cache, no_kit_teacher, monkeypatch):
+    """train_students takes each missing student's lock, then looks again: a
+    student another process saved meanwhile is loaded, not trained twice."""
+    done, _ = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
+    files = checkpoints_in(isolated_cache)
+    saved = {p: p.read_bytes() for p in files}
+    for p in files:
+        p.unlink()  # as if the other kernel had not finished yet
+    taken = []
+    real_lock = ex.checkpoint_lock
+
+    @contextlib.contextmanager
+    def lock_then_other_kernel_saves(name, config):
+        with real_lock(name, config):
+            taken.append(name)
+            for p, blob in saved.items():  # the other kernel finishes while we wait
+                p.write_bytes(blob)
+            yield
+
+    monkeypatch.setattr(ex, "checkpoint_lock", lock_then_other_kernel_saves)
+    monkeypatch.setattr(ex, "_train_stack", lambda *a: pytest.fail("trained a second time"))
+    net, rec = get_student(small, T=3.0, alpha=0.7, teacher=teacher, recipe=TINY)
+    assert taken == ["student"] and rec["cached"] is True
+    assert same_state(state(net), state(done))
