@@ -397,6 +397,24 @@ class StallingServer:
         assert not any(t.is_alive() for t in self.threads)
 
 
+def _load_in_thread(root, *, timeout: float, wait: float):
+    """Run ``load_dataset("mnist", root=root, timeout=timeout)`` in a daemon
+    thread for at most ``wait`` seconds; return ``(thread, outcome)``, where
+    ``outcome`` holds ``"data"`` or the ``"error"`` it raised."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["data"] = load_dataset("mnist", root=root, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(wait)
+    return worker, outcome
+
+
 @pytest.mark.parametrize("mode", ["partial", "silent"])
 def test_offline_stalling_server_times_out_and_leaves_no_files(tmp_path, monkeypatch,
                                                                 no_proxy, mode):
@@ -407,17 +425,7 @@ def test_offline_stalling_server_times_out_and_leaves_no_files(tmp_path, monkeyp
         monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
                             [f"http://127.0.0.1:{server.port}/"])
         root = tmp_path / "tv"
-        outcome: dict = {}
-
-        def run():
-            try:
-                outcome["data"] = load_dataset("mnist", root=root, timeout=2)
-            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        worker.join(60)
+        worker, outcome = _load_in_thread(root, timeout=2, wait=60)
         assert not worker.is_alive(), "load_dataset hung on a stalling server"
         assert "data" not in outcome
         assert isinstance(outcome.get("error"), DatasetUnavailableError), outcome
@@ -725,17 +733,7 @@ def test_a_trickling_download_is_abandoned_at_its_deadline(tmp_path, monkeypatch
         monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
                             [f"http://127.0.0.1:{server.port}/"])
         root = tmp_path / "tv"
-        outcome = {}
-
-        def run():
-            try:
-                outcome["data"] = load_dataset("mnist", root=root, timeout=1)
-            except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        worker.join(30)
+        worker, outcome = _load_in_thread(root, timeout=1, wait=30)
         assert not worker.is_alive(), "load_dataset kept waiting on a trickling server"
         assert isinstance(outcome.get("error"), DatasetUnavailableError), outcome
         assert "longer than 2 s" in str(outcome["error"])
