@@ -26,19 +26,19 @@ Batches are index slices of these tensors, never per-sample transforms.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import shutil
-import socket
 import tempfile
-import threading
+import time
+import urllib.request
 import warnings
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -304,30 +304,17 @@ def _torchvision_class(name):
     return {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
 
 
-def _reachable(urls, timeout: float) -> bool:
-    """True if a TCP connection to any of the URLs' hosts opens within ``timeout``.
-
-    Runs in daemon threads so that a hanging DNS lookup cannot block the caller.
-    """
-    ok = threading.Event()
-
-    def probe(url):
-        u = urlparse(url)
-        port = u.port or (443 if u.scheme == "https" else 80)
-        try:
-            with socket.create_connection((u.hostname, port), timeout=timeout):
-                ok.set()
-        except OSError:
-            pass
-
-    threads = [threading.Thread(target=probe, args=(u,), daemon=True) for u in urls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-        if ok.is_set():
-            break
-    return ok.is_set()
+def _get(url: str, timeout: float, deadline: float) -> bytes:
+    """The body at ``url``. Each wait (connect, each read) lasts at most
+    ``timeout`` s; a body still arriving at ``deadline`` (a
+    ``time.monotonic()`` value) is dropped with ``TimeoutError``."""
+    chunks = []
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        while chunk := response.read1(1 << 16):  # what one receive brings
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} was still arriving at the deadline")
+    return b"".join(chunks)
 
 
 def _offline_message(name, reason) -> str:
@@ -339,49 +326,47 @@ def _offline_message(name, reason) -> str:
 def _download(cls, name, root: Path, timeout: float) -> None:
     """Download ``cls``'s files into ``root``: all of them, or none.
 
-    The download runs in a daemon thread, abandoned after
-    ``DOWNLOAD_LIMIT_FACTOR * timeout`` seconds; its files go to a folder
-    ``.download-PID-xxxx`` first, which a killed download leaves behind and
-    the next attempt removes (:func:`~helpers._util.remove_stale_temporaries`).
+    Each file comes from the first of ``cls.mirrors`` that serves it with its
+    md5. Every wait for the network (connecting, each read) lasts at most
+    ``timeout`` s, and a download still going after ``DOWNLOAD_LIMIT_FACTOR *
+    timeout`` s is abandoned at its next read. The files go to a folder
+    ``.download-PID-xxxx`` first and are renamed into place once torchvision
+    reads them; a killed download leaves that folder behind, and the next
+    attempt removes it (:func:`~helpers._util.remove_stale_temporaries`).
     """
     remove_stale_temporaries(root)
-    if not _reachable(cls.mirrors, timeout):
-        raise DatasetUnavailableError(_offline_message(
-            name, f"no download mirror could be reached within {timeout:g} s"))
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".download-{os.getpid()}-", dir=root))
-    done, abandoned, failed = threading.Event(), threading.Event(), []
-
-    def fetch():
-        try:
-            cls(str(tmp), train=True, download=True)  # fetches train and test files
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            failed.append(exc)
-        finally:
-            done.set()
-            if abandoned.is_set():
-                shutil.rmtree(tmp, ignore_errors=True)
-
+    raw = tmp / cls.__name__ / "raw"  # where torchvision looks (its raw_folder)
     limit = DOWNLOAD_LIMIT_FACTOR * timeout
-    old_timeout = socket.getdefaulttimeout()
+    deadline = time.monotonic() + limit
     try:
-        socket.setdefaulttimeout(timeout)
-        threading.Thread(target=fetch, daemon=True).start()
-        if not done.wait(limit):
-            abandoned.set()
-            raise TimeoutError(f"the download took longer than {limit:g} s in all")
-        if failed:
-            raise failed[0]
-        raw = Path(cls(str(tmp), train=True, download=False).raw_folder)
+        raw.mkdir(parents=True)
+        for filename, md5 in cls.resources:
+            errors = []
+            for mirror in cls.mirrors:
+                try:
+                    blob = _get(mirror + filename, timeout, deadline)
+                except OSError as exc:  # refused, unreachable, timed out, HTTP error
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the download took longer than {limit:g} s "
+                                           "in all") from exc
+                    errors.append(f"{mirror}: {exc}")
+                    continue
+                if hashlib.md5(blob).hexdigest() == md5:
+                    break
+                errors.append(f"{mirror}: {filename} has the wrong md5")
+            else:
+                raise OSError(f"no mirror served {filename} ({'; '.join(errors)})")
+            (raw / filename.removesuffix(".gz")).write_bytes(gzip.decompress(blob))
+        cls(str(tmp), train=True, download=False)  # torchvision finds and reads them
         dest = root / raw.relative_to(tmp)
         dest.mkdir(parents=True, exist_ok=True)
         for f in raw.iterdir():
-            if not f.name.endswith(".gz"):  # keep the extracted IDX files only
-                os.replace(f, dest / f.name)
+            os.replace(f, dest / f.name)
     except Exception as exc:
         raise DatasetUnavailableError(_offline_message(name, exc)) from exc
     finally:
-        socket.setdefaulttimeout(old_timeout)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

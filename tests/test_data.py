@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
+import gzip
+import hashlib
+import http.server
 import os
 import socket
 import stat
@@ -368,7 +372,7 @@ class StallingServer:
                     chunk = conn.recv(4096)
                 except socket.timeout:
                     continue
-                if not chunk:  # the reachability probe: connect, then close
+                if not chunk:  # the client hung up
                     return
                 data += chunk
             if self.stop.is_set():
@@ -763,3 +767,62 @@ def test_a_killed_download_folder_is_removed_on_the_next_attempt(tmp_path, monke
         load_dataset("mnist", root=root, timeout=2)
     assert not left["dead"].exists()
     assert left["alive"].exists()  # its writer may still be at work
+
+
+@pytest.fixture
+def served_mnist(tmp_path, monkeypatch, no_proxy):
+    """Tiny gzipped MNIST files on a loopback HTTP server, after a dead mirror;
+    ``MNIST.resources`` carries their md5s. Yields the images and labels."""
+    import torchvision
+
+    fake = write_fake_idx_set(tmp_path / "src", "MNIST", seed=3, per_class=FAKE_PER_CLASS,
+                              n_test=10)
+    site = tmp_path / "site"
+    site.mkdir()
+    resources = []
+    for f in sorted((tmp_path / "src" / "MNIST" / "raw").iterdir()):
+        blob = gzip.compress(f.read_bytes())
+        (site / f"{f.name}.gz").write_bytes(blob)
+        resources.append((f"{f.name}.gz", hashlib.md5(blob).hexdigest()))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors",
+                        [f"http://127.0.0.1:{free_port()}/",
+                         f"http://127.0.0.1:{server.server_address[1]}/"])
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    yield fake
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+
+
+def test_a_download_takes_each_file_from_a_live_mirror(tmp_path, served_mnist):
+    xtr, ytr, xte, yte = served_mnist
+    root = tmp_path / "tv"
+    data = load_dataset("mnist", root=root, timeout=5)
+    assert sorted(data.y_train.tolist() + data.y_val.tolist()) == sorted(ytr.tolist())
+    assert data.y_test.tolist() == yte.tolist()
+    np.testing.assert_array_equal(_pixels(data.X_test, data), xte)
+    assert sorted(p.relative_to(root).as_posix() for p in files_under(root)) == [
+        f"MNIST/raw/{name}" for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                                         "train-images-idx3-ubyte", "train-labels-idx1-ubyte")]
+
+
+def test_a_file_with_the_wrong_md5_is_refused(tmp_path, served_mnist, monkeypatch):
+    import torchvision
+
+    resources = list(torchvision.datasets.MNIST.resources)
+    resources[1] = (resources[1][0], "0" * 32)
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    root = tmp_path / "tv"
+    with pytest.raises(DatasetUnavailableError, match="wrong md5") as info:
+        load_dataset("mnist", root=root, timeout=5)
+    assert "embedded" in str(info.value)
+    assert files_under(root) == []
