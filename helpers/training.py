@@ -41,9 +41,8 @@ def _mps_available() -> bool:
 def get_device(prefer: str | torch.device | None = None, *, name: str = "prefer") -> torch.device:
     """Return the device to use: ``prefer`` if given, else CUDA, then MPS, then CPU.
 
-    ``prefer`` is a device name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``,
-    ``"meta"``, ...) or a ``torch.device``; a CUDA or MPS device must be present
-    on this machine. ``name`` is what an error calls the argument.
+    ``prefer``: a device name (``"cpu"``, ``"cuda:1"``, ``"mps"``, ``"meta"``, ...)
+    or a ``torch.device``, CUDA and MPS only if present; ``name``: what errors call it.
     """
     if prefer is None:
         if torch.cuda.is_available():
@@ -65,12 +64,13 @@ def get_device(prefer: str | torch.device | None = None, *, name: str = "prefer"
 
 
 def penalized_weights(model: nn.Module) -> list[torch.Tensor]:
-    """The weight tensors a penalty acts on: those of Linear and Conv2d layers."""
+    """Return the weight tensors a penalty acts on: those of Linear and Conv2d layers."""
     return [m.weight for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
-    """Return sum |w| (``kind="l1"``) or sum w^2 (``kind="l2"``) over the weights."""
+    """Return sum |w| (``kind="l1"``) or sum w^2 (``kind="l2"``) over
+    :func:`penalized_weights`, a scalar tensor."""
     check_module("model", model)
     check_choice("kind", kind, ("l1", "l2"))
     ws = penalized_weights(model)
@@ -80,16 +80,17 @@ def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Shift a batch of images (B, C, H, W) by the same random offset of at most
-    ``max_shift`` pixels along each axis (wrapping round the border, which is
-    background in MNIST-like digits); ``max_shift`` >= 0."""
+    """Return the images ``x`` (..., H, W) rolled by one random offset of up to
+    ``max_shift`` >= 0 pixels per axis (the border wraps: it is background in digits)."""
     check_int("max_shift", max_shift, 0)
     dy, dx = torch.randint(-max_shift, max_shift + 1, (2,), generator=generator).tolist()
     return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.0):
-    """Return an SGD or Adam optimiser over the model's trainable parameters."""
+    """Return an SGD or Adam optimiser over the model's trainable parameters.
+
+    ``name``: "sgd" (with ``momentum``) or "adam"; ``lr`` and ``momentum`` go to torch."""
     check_choice("optimizer", name, OPTIMIZERS)
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
@@ -106,11 +107,10 @@ def _check_inputs(X) -> torch.Tensor:
 
 @torch.no_grad()
 def logits_of(model: nn.Module, X: torch.Tensor, *, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """The logits of ``model`` for all of ``X``, ``batch_size`` rows at a time
-    (eval mode, no gradients; the model's mode is restored afterwards).
+    """Return the logits of ``model`` for ``X`` (N, ...): (N, C), or (S, N, C) for a stack.
 
-    ``model`` has at least one parameter (its device is where ``X`` goes);
-    ``X`` is a floating-point tensor of at least one sample, (N, ...).
+    ``model`` has a parameter (its device is where ``X`` goes); ``X`` is a float tensor
+    of N >= 1 samples, ``batch_size`` >= 1 rows a pass; eval mode, then the mode it had.
     """
     device = check_model("model", model).device
     _check_inputs(X)
@@ -129,10 +129,9 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
              batch_size: int = EVAL_BATCH) -> dict:
     """Return ``{"accuracy": fraction correct, "loss": mean cross-entropy}`` on (X, y).
 
-    ``y`` holds one class index per sample of ``X``, each in [0, C - 1] for a
-    model of C outputs. For an :class:`~helpers.models.MLPStack` both results
-    are lists, one per member. The model is put in eval mode for the pass and
-    its mode restored afterwards.
+    ``y``: one class index in [0, C - 1] per sample of ``X``, for C outputs. For an
+    :class:`~helpers.models.MLPStack` both are lists, one per member. Eval mode, then
+    the mode it had.
     """
     check_model("model", model)
     _check_inputs(X)
@@ -152,8 +151,8 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 
 def cross_entropy_loss(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor,
                        idx: torch.Tensor) -> torch.Tensor:
-    """The default batch loss: mean cross-entropy of ``model(xb)`` against ``yb``
-    (for an :class:`~helpers.models.MLPStack`, one mean per member, shape (S,))."""
+    """Return the default batch loss: the mean cross-entropy of ``model(xb)`` against
+    ``yb``, a scalar, or (S,) for an :class:`~helpers.models.MLPStack` (one per member)."""
     out = model(xb)
     if out.dim() == 3:  # (S, B, C) against (S, B)
         return F.cross_entropy(out.transpose(1, 2), yb, reduction="none").mean(1)
@@ -164,7 +163,7 @@ EpochHook = Callable[[nn.Module, int], "dict | None"]
 
 
 def _stacked_batches(n: int, batch_size: int, generators: list, device):
-    """Index batches (S, B) for a stack: member m draws its own permutation
+    """Yield index batches (S, B) for a stack: member m draws its own permutation
     from ``generators[m]``, exactly as a single model with that seed would."""
     order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
     for i in range(0, n, batch_size):
@@ -172,7 +171,7 @@ def _stacked_batches(n: int, batch_size: int, generators: list, device):
 
 
 def best_epoch(history: list[dict]) -> int:
-    """The epoch (1-based) with the highest ``val_accuracy`` (the earliest on a tie)."""
+    """Return the epoch (1-based) with the highest ``val_accuracy`` (the earliest on a tie)."""
     if not history or "val_accuracy" not in history[0]:
         raise ValueError("history must hold rows with 'val_accuracy' (train with "
                          "evaluate_each_epoch=True)")
@@ -185,8 +184,8 @@ def _all_finite(model: nn.Module) -> bool:
 
 def _divergence(xb, data_loss, epoch, batch, lr, penalty, lam, *,
                 seen: str = "the loss is") -> FloatingPointError:
-    """The error for a non-finite loss at ``batch`` of ``epoch`` (or what else is
-    ``seen`` non-finite after it), naming the likely cause: data, lam or lr."""
+    """Return the error for a non-finite loss at ``batch`` of ``epoch`` (or what else
+    is ``seen`` non-finite after it), naming the likely cause: data, lam or lr."""
     lower = f"lower lr (now {lr:g})" + (f" or lam (now {lam:g})" if penalty else "")
     if seen != "the loss is":
         cause = f"lr: the updates made the weights blow up; {lower}"
