@@ -48,8 +48,10 @@ FORMAT = 3
 # trained again) and regenerate the record the tests compare it with:
 #     PYTHONPATH=. python tests/test_checkpoints.py --record
 # A name not listed here (one of your own) has version 0.
-_TRAIN = ("helpers.training.train", "helpers.training.cross_entropy_loss",
-          "helpers.training.make_optimizer", "helpers.training.evaluate", "helpers.data.batches")
+_TRAIN = ("helpers.training.train", "helpers.training._start", "helpers.training._update_",
+          "helpers.training._epoch_end", "helpers.training._finish_",
+          "helpers.training.cross_entropy_loss", "helpers.training.make_optimizer",
+          "helpers.training.evaluate", "helpers.data.batches")
 _MLP = ("helpers.models.MLP", "helpers.models.mlp", "helpers.models.baseline_mlp")
 _RECIPE = _MLP + _TRAIN + ("helpers.experiments._recipe_model",)
 _FINETUNED = _TRAIN + ("helpers.models.clone", "helpers.experiments._cached",
@@ -64,7 +66,8 @@ CODE_VERSIONS: dict[str, tuple[int, tuple[str, ...]]] = {
     "teacher": (1, _TRAIN + ("helpers.models.SmallCNN", "helpers.models.small_cnn",
                              "helpers.training.random_shift",
                              "helpers.experiments._recipe_model")),
-    "student": (1, _MLP + _TRAIN + ("helpers.models.MLPStack", "helpers.training._stacked_batches",
+    "student": (1, _MLP + _TRAIN + ("helpers.models.MLPStack", "helpers.training.train_stack",
+                                    "helpers.training._stacked_batches",
                                     "helpers.distillation.stacked_distillation_loss",
                                     "helpers.experiments.train_students",
                                     "helpers.experiments._train_stack")),

@@ -36,7 +36,7 @@ from .distillation import stacked_distillation_loss
 from .models import MLP, Ensemble, MLPStack, baseline_mlp, make_permanent, mlp, small_cnn
 from .pruning import _amounts, _check_amount, _dataset, _number
 from .quantization import quantize_int8
-from .training import best_epoch, evaluate, get_device, logits_of, train
+from .training import best_epoch, evaluate, get_device, logits_of, train, train_stack
 
 # --- the recipes -----------------------------------------------------------------
 
@@ -277,8 +277,9 @@ def _train_stack(data, specs, teacher, recipe) -> list[tuple[nn.Module, dict]]:
         return {"val_accuracy": ev["accuracy"], "val_loss": ev["loss"]}
 
     kwargs = {k: v for k, v in recipe.items() if k != "hidden"}
-    history = train(stack, data, optimizer="adam", seed=[s for _, _, s in specs], loss_fn=loss,
-                    evaluate_each_epoch=False, on_epoch_end=validate, device=device, **kwargs)
+    history = train_stack(stack, data, seeds=[s for _, _, s in specs], optimizer="adam",
+                          loss_fn=loss, evaluate_each_epoch=False, on_epoch_end=validate,
+                          device=device, **kwargs)
     results = []
     for m in range(len(specs)):
         own = [{"epoch": r["epoch"], "train_loss": r["train_loss"][m], "seconds": r["seconds"],

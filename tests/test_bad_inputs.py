@@ -267,8 +267,10 @@ refuse("train-seed-2**32", training.train, _net(), DATA, **TR, seed=2**32,
        says=("seed", SEED_RANGE))
 refuse("train-seed-negative", training.train, _net(), DATA, **TR, seed=-1,
        says=("seed", SEED_RANGE))
-refuse("train-stack-seed-2**32", training.train, fresh(lambda: MLPStack([mlp(4), mlp(4)])), DATA,
-       epochs=1, seed=[0, 2**32], says=("seed", SEED_RANGE))
+refuse("train-stack-seed-2**32", training.train_stack, fresh(lambda: MLPStack([mlp(4), mlp(4)])),
+       DATA, epochs=1, seeds=[0, 2**32], says=("seeds[1]", SEED_RANGE))
+refuse("train-a-stack", training.train, fresh(lambda: MLPStack([mlp(4), mlp(4)])), DATA,
+       epochs=1, says=("model", "MLPStack", "train_stack"))
 refuse("train-momentum-1", training.train, _net(), DATA, optimizer="sgd", momentum=1.0,
        says=("momentum", "[0, 1)"))
 refuse("train-lam-negative", training.train, _net(), DATA, penalty="l2", lam=-1e-3,

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from helpers.models import MLPStack, baseline_mlp, mlp, small_cnn
-from helpers.training import (best_epoch, evaluate, get_device, logits_of, train,
+from helpers.training import (best_epoch, evaluate, get_device, logits_of, train, train_stack,
                               weight_penalty)
 
 from conftest import same_state, state, subset, synthetic
@@ -262,7 +262,7 @@ def test_data_must_be_a_dataset(bad):
 def test_a_stack_trains_each_member_as_a_single_model_with_its_seed(embedded):
     data = subset(embedded, 300, 100, "stack")
     stack = MLPStack([mlp(16, seed=s) for s in (3, 4)])
-    history = train(stack, data, epochs=2, seed=[3, 4], device="cpu")
+    history = train_stack(stack, data, epochs=2, seeds=[3, 4], device="cpu")
     for m, s in enumerate((3, 4)):
         ref = mlp(16, seed=s)
         ref_hist = train(ref, data, epochs=2, seed=s, device="cpu")
@@ -279,9 +279,13 @@ def test_a_stack_needs_one_seed_per_member_and_no_per_model_extras(embedded):
     stack = MLPStack([mlp(8, seed=s) for s in (0, 1)])
     for bad in (0, [0], [0, 1, 2], [0, -1]):
         with pytest.raises(ValueError, match="seed"):
-            train(stack, data, epochs=1, seed=bad)
-    with pytest.raises(ValueError, match="MLPStack"):
-        train(stack, data, epochs=1, seed=[0, 1], keep_best=True)
+            train_stack(stack, data, epochs=1, seeds=bad)
+    with pytest.raises(TypeError, match="keep_best"):
+        train_stack(stack, data, epochs=1, seeds=[0, 1], keep_best=True)
+    with pytest.raises(ValueError, match="MLPStack.*train_stack"):
+        train(stack, data, epochs=1, seed=0)
+    with pytest.raises(TypeError, match="stack must be a helpers.models.MLPStack"):
+        train_stack(mlp(8), data, epochs=1, seeds=[0])
 
 
 # --- get_device ---------------------------------------------------------------------
@@ -419,10 +423,11 @@ def test_seeds_beyond_32_bits_are_refused_not_aliased():
     assert torch.equal(torch.rand(3, generator=torch.Generator().manual_seed(2**32)),
                        torch.rand(3, generator=torch.Generator().manual_seed(0)))
     for call in (lambda: train(mlp(4), synthetic(), epochs=1, seed=2**32, device=CPU),
-                 lambda: mlp(4, seed=2**32), lambda: small_cnn(seed=2**32),
-                 lambda: train(MLPStack([mlp(4), mlp(4)]), synthetic(), seed=[0, 2**32])):
+                 lambda: mlp(4, seed=2**32), lambda: small_cnn(seed=2**32)):
         with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\]"):
             call()
+    with pytest.raises(ValueError, match=r"seeds\[1\] must be an integer in \[0, 4294967295\]"):
+        train_stack(MLPStack([mlp(4), mlp(4)]), synthetic(), seeds=[0, 2**32])
     assert torch.equal(state(mlp(4, seed=2**32 - 1))["fc1.weight"],
                        state(mlp(4, seed=2**32 - 1))["fc1.weight"])
 
